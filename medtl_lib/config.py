@@ -1,0 +1,120 @@
+"""RunConfig: every knob of one training run, named once, validated on creation.
+
+The CLI flags, the papermill ``parameters`` cell and the YAML profiles all map onto these
+fields, so a run is fully described by the ``config.yaml`` saved beside its results.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .utils import atomic_write_text
+
+STRATEGIES = ("full", "linear_probe")
+SPLIT_MODES = ("stratified", "predefined")
+DEVICES = ("auto", "cpu", "cuda")
+AMP_MODES = ("auto", "off", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Defaults are the paper's (Section IV.A.2) unless a comment says otherwise."""
+
+    dataset: str = "brain_tumor_mri"
+    data_dir: str | None = None  # None: $MEDTL_DATA_DIR/<dataset>, ./data/<dataset>, Kaggle inputs
+    model: str = "resnet"  # preset (resnet, densenet, convnext, vit, vit_star, efficientnet_lite0) or timm name
+    weights: str = "auto"  # auto | none | path to a state-dict file
+    strategy: str = "full"  # full (the paper's: all parameters train) | linear_probe
+    img_size: int = 224
+    epochs: int | None = None  # None: the dataset's (10 brain MRI, 20 otherwise)
+    batch_size: int = 32
+    lr: float | None = None  # None: the preset's (1e-3; ViT* 1e-5)
+    weight_decay: float = 0.0  # Adamax default
+    threshold: float = 0.9  # T
+    patience: int = 2  # p
+    stop_patience: int = 2  # P
+    factor: float = 0.5  # phi
+    split: str = "stratified"  # stratified 0.8/0.1/0.1 | predefined (the dataset's own test folder)
+    val_frac: float = 0.1
+    test_frac: float = 0.1
+    split_csv: str | None = None  # reuse a saved split manifest
+    crop_scale_min: float = 0.5  # RandomResizedCrop scale lower bound (timm default is 0.08)
+    hflip: float = 0.5
+    seed: int = 42
+    num_workers: int | None = None  # None: min(4, CPU cores)
+    device: str = "auto"  # auto | cpu | cuda
+    amp: str = "auto"  # auto (bf16/fp16 on CUDA, off on CPU) | off | bf16 | fp16
+    strict: bool = False  # unreadable images: False skips and lists them, True stops the run
+    out: str | None = None  # run folder
+
+    def __post_init__(self) -> None:
+        _check(self.img_size >= 16 and self.img_size <= 1024,
+               f"img_size must be in [16, 1024], got {self.img_size}")
+        _check(self.batch_size >= 1 and self.batch_size <= 4096,
+               f"batch_size must be in [1, 4096], got {self.batch_size}")
+        _check(self.epochs is None or self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
+        _check(self.lr is None or self.lr > 0, f"lr must be > 0, got {self.lr}")
+        _check(0 < self.threshold <= 1, f"threshold T must be in (0, 1], got {self.threshold}")
+        _check(self.patience >= 1, f"patience p must be >= 1, got {self.patience}")
+        _check(self.stop_patience >= 1, f"stop_patience P must be >= 1, got {self.stop_patience}")
+        _check(0 < self.factor < 1, f"factor phi must be in (0, 1), got {self.factor}")
+        _check(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
+        _check(0 < self.crop_scale_min <= 1, f"crop_scale_min must be in (0, 1], got {self.crop_scale_min}")
+        _check(0 <= self.hflip <= 1, f"hflip must be in [0, 1], got {self.hflip}")
+        _check(self.num_workers is None or self.num_workers >= 0,
+               f"num_workers must be >= 0, got {self.num_workers}")
+        _check(self.strategy in STRATEGIES, f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        _check(self.split in SPLIT_MODES, f"split must be one of {SPLIT_MODES}, got {self.split!r}")
+        _check(self.device in DEVICES, f"device must be one of {DEVICES}, got {self.device!r}")
+        _check(self.amp in AMP_MODES, f"amp must be one of {AMP_MODES}, got {self.amp!r}")
+
+    def resolved(self) -> "RunConfig":
+        """Fill the dataset/model-dependent defaults (epochs, lr) so the saved config is explicit."""
+        from .data.registry import get_spec
+        from .models.factory import resolve_model_name
+
+        spec = get_spec(self.dataset)
+        _, preset = resolve_model_name(self.model)
+        return dataclasses.replace(
+            self,
+            epochs=self.epochs if self.epochs is not None else spec.default_epochs,
+            lr=self.lr if self.lr is not None else (preset.lr if preset else 1e-3),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            import difflib
+
+            hints = [f"{u} (did you mean {difflib.get_close_matches(u, names, n=1)[0]}?)"
+                     if difflib.get_close_matches(u, names, n=1) else u for u in unknown]
+            raise ValueError(f"unknown RunConfig field(s): {', '.join(hints)}")
+        return cls(**d)
+
+    def save(self, path: str | Path) -> Path:
+        return atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RunConfig":
+        return cls.from_dict(yaml.safe_load(Path(path).read_text()) or {})
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What must match for a run folder to be resumed (everything but where and how fast)."""
+        d = self.resolved().to_dict()
+        for k in ("out", "num_workers", "data_dir"):
+            d.pop(k)
+        return d
+
+
+def _check(ok: bool, msg: str) -> None:
+    if not ok:
+        raise ValueError(msg)

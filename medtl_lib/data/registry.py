@@ -1,0 +1,311 @@
+"""The one place where each dataset's layout, classes, source and search paths are known."""
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, NamedTuple
+
+from .images import is_image_file
+
+SKIP_DIRS = {"__macosx", ".ds_store", ".git", ".ipynb_checkpoints", "@eadir"}
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """The dataset is not where we looked; the message says where we looked and how to get it."""
+
+
+class DatasetLayoutError(ValueError):
+    """A folder exists but is not laid out as the dataset expects."""
+
+
+class Record(NamedTuple):
+    path: Path  # absolute
+    class_name: str  # canonical class name from the spec
+    source_split: str  # the dataset's own split folder ('Training', 'Testing') or ''
+    group: str  # what must stay together in one split (patient id where known)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    title: str
+    layout: str  # "class_folders" | "split_class_folders" | "breakhis"
+    classes: tuple[str, ...] = ()  # canonical names, in label order; () = discovered
+    aliases: dict[str, str] = field(default_factory=dict)  # other folder names -> canonical
+    split_folders: tuple[str, ...] = ()  # for split_class_folders, e.g. Training, Testing
+    test_folder: str = ""  # the predefined test split, when the dataset has one
+    paper_count: int | None = None  # images the paper reports
+    default_epochs: int = 20
+    modality: str = ""
+    kaggle_slug: str = ""
+    source_url: str = ""
+    license: str = ""
+    citation: str = ""
+
+    # ---------------------------------------------------------------- layout
+    def class_root(self, path: Path) -> Path | None:
+        """The folder below which the class folders live, or None if ``path`` is not one."""
+        if not path.is_dir():
+            return None
+        if self.layout == "breakhis":
+            sub = _child(path, "benign"), _child(path, "malignant")
+            if all(sub):
+                return path
+            for chain in (("breast",), ("histology_slides", "breast"),
+                          ("breakhis_v1", "histology_slides", "breast")):
+                p: Path | None = path
+                for part in chain:
+                    p = _child(p, part) if p else None
+                if p and _child(p, "benign") and _child(p, "malignant"):
+                    return p
+            return None
+        if self.layout == "split_class_folders":
+            return path if all(_child(path, s) for s in self.split_folders) else None
+        # class_folders: known classes must all be present; generic folder: >= 1 subfolder
+        if self.classes:
+            found = {self._canonical(d.name) for d in _subdirs(path)}
+            return path if set(self.classes) <= found else None
+        return path if _subdirs(path) else None
+
+    def locate(self, path: str | os.PathLike) -> Path:
+        """Accept the dataset folder itself or an archive that adds one level of nesting."""
+        path = Path(path).expanduser().resolve()
+        if not path.exists():
+            raise DatasetNotFoundError(f"{path} does not exist.\n\n{self.how_to_get()}")
+        root = self.class_root(path)
+        if root is not None:
+            return root
+        for sub in _subdirs(path):
+            root = self.class_root(sub)
+            if root is not None:
+                return root
+        raise DatasetLayoutError(
+            f"{path} is not laid out as dataset '{self.name}' expects.\n"
+            f"Expected: {self.layout_description()}\n"
+            f"Found folders: {sorted(d.name for d in _subdirs(path)) or 'none'}\n"
+            f"If this is a different dataset with one folder per class, use --dataset folder."
+        )
+
+    def scan(self, root: Path) -> Iterator[Record]:
+        """Yield every image of the dataset below ``root`` (a path :meth:`locate` returned)."""
+        if self.layout == "breakhis":
+            for class_dir in (_child(root, "benign"), _child(root, "malignant")):
+                assert class_dir is not None
+                cls = class_dir.name.lower()
+                for f in _walk_images(class_dir):
+                    if not _is_400x(f):
+                        continue
+                    yield Record(f, cls, "", breakhis_patient(f.name) or f.stem)
+            return
+        if self.layout == "split_class_folders":
+            for split in self.split_folders:
+                split_dir = _child(root, split)
+                assert split_dir is not None
+                for class_dir, cls in self._class_dirs(split_dir):
+                    for f in _walk_images(class_dir):
+                        yield Record(f, cls, split, f"{split}/{cls}/{f.stem}")
+            return
+        for class_dir, cls in self._class_dirs(root):
+            for f in _walk_images(class_dir):
+                yield Record(f, cls, "", f"{cls}/{f.stem}")
+
+    def _class_dirs(self, parent: Path) -> list[tuple[Path, str]]:
+        dirs = _subdirs(parent)
+        if not self.classes:
+            return [(d, d.name) for d in sorted(dirs, key=lambda d: d.name.lower())]
+        by_class: dict[str, Path] = {}
+        unknown = []
+        for d in dirs:
+            cls = self._canonical(d.name)
+            if cls in self.classes:
+                if cls in by_class:
+                    raise DatasetLayoutError(
+                        f"{parent}: both '{by_class[cls].name}' and '{d.name}' map to class '{cls}'.")
+                by_class[cls] = d
+            else:
+                unknown.append(d.name)
+        missing = [c for c in self.classes if c not in by_class]
+        if missing:
+            hint = ""
+            for m in missing:
+                close = difflib.get_close_matches(m.lower(), [u.lower() for u in unknown], n=1)
+                if close:
+                    hint += f"\n  folder '{close[0]}' looks like class '{m}': rename it to '{m}'."
+            raise DatasetLayoutError(
+                f"{parent}: class folder(s) {missing} not found (found {sorted(d.name for d in dirs)}).{hint}")
+        return [(by_class[c], c) for c in self.classes]
+
+    def _canonical(self, folder: str) -> str:
+        low = folder.lower()
+        for c in self.classes:
+            if c.lower() == low:
+                return c
+        return self.aliases.get(low, folder)
+
+    def layout_description(self) -> str:
+        if self.layout == "breakhis":
+            return ("BreaKHis_v1/histology_slides/breast/{benign,malignant}/SOB/<type>/<patient>/"
+                    "400X/*.png (other magnifications are ignored)")
+        if self.layout == "split_class_folders":
+            return f"{{{','.join(self.split_folders)}}}/{{{','.join(self.classes)}}}/<images>"
+        if self.classes:
+            return f"{{{','.join(self.classes)}}}/<images>"
+        return "one subfolder per class, images inside"
+
+    # ---------------------------------------------------------------- finding
+    def search_paths(self, data_dir: str | os.PathLike | None = None) -> list[Path]:
+        paths: list[Path] = []
+        if data_dir:
+            return [Path(data_dir).expanduser()]
+        env = os.environ.get("MEDTL_DATA_DIR")
+        if env:
+            paths.append(Path(env).expanduser() / self.name)
+        paths.append(Path.cwd() / "data" / self.name)
+        repo_data = Path(__file__).resolve().parents[2] / "data" / self.name
+        if repo_data not in paths:
+            paths.append(repo_data)
+        if self.kaggle_slug:
+            slug = self.kaggle_slug.split("/")[-1]
+            paths += [Path("/kaggle/input") / slug, Path("/kaggle/input/datasets") / self.kaggle_slug]
+        paths.append(Path("/kaggle/input") / self.name)
+        return paths
+
+    def find(self, data_dir: str | os.PathLike | None = None) -> Path:
+        """Where the data is: explicit path, $MEDTL_DATA_DIR/<name>, ./data/<name>, Kaggle inputs."""
+        looked = self.search_paths(data_dir)
+        for p in looked:
+            if p.exists():
+                return self.locate(p)
+        tried = "\n".join(f"  - {p}" for p in looked)
+        raise DatasetNotFoundError(
+            f"Dataset '{self.name}' ({self.title}) not found. Looked in:\n{tried}\n\n{self.how_to_get()}")
+
+    def how_to_get(self) -> str:
+        lines = [f"How to get '{self.name}':"]
+        if self.kaggle_slug:
+            lines += [
+                "  pip install kaggle   # needs ~/.kaggle/kaggle.json (kaggle.com > Settings > API)",
+                f"  kaggle datasets download -d {self.kaggle_slug} -p data/{self.name} --unzip",
+                f"On Kaggle: notebook > Add Input > search '{self.kaggle_slug}' (found under /kaggle/input).",
+            ]
+        if self.source_url:
+            lines.append(f"Source: {self.source_url}")
+        lines += [
+            "Or point the kit at it: --data-dir PATH, or export MEDTL_DATA_DIR=DIR holding "
+            f"DIR/{self.name}.",
+        ]
+        if self.name in _SYNTH_NAMES:
+            lines.append(f"Offline stand-in: medtl data synth {self.name} --out data/{self.name}_synth "
+                         f"(then --data-dir data/{self.name}_synth)")
+        return "\n".join(lines)
+
+
+_SYNTH_NAMES = {"sarscov2_ct", "breakhis_400x", "brain_tumor_mri"}
+_BREAKHIS_RE = re.compile(r"^SOB_[BM]_[A-Z]+-(?P<patient>[^-]+-[^-]+)-(?P<mag>\d+)-\d+", re.I)
+
+
+def breakhis_patient(filename: str) -> str | None:
+    """Patient id from a BreaKHis file name, e.g. SOB_B_A-14-22549AB-400-001.png -> 14-22549AB."""
+    m = _BREAKHIS_RE.match(filename)
+    return m.group("patient") if m else None
+
+
+def _is_400x(f: Path) -> bool:
+    m = _BREAKHIS_RE.match(f.name)
+    if m:
+        return m.group("mag") == "400"
+    return f.parent.name.upper() == "400X"
+
+
+def _subdirs(path: Path) -> list[Path]:
+    try:
+        return [d for d in path.iterdir() if d.is_dir() and not d.name.startswith(".")
+                and d.name.lower() not in SKIP_DIRS]
+    except (PermissionError, NotADirectoryError):
+        return []
+
+
+def _child(path: Path, name: str) -> Path | None:
+    low = name.lower()
+    for d in _subdirs(path):
+        if d.name.lower() == low:
+            return d
+    return None
+
+
+def _walk_images(folder: Path) -> Iterator[Path]:
+    """Images below ``folder`` in a stable order; symlinked dirs are not followed (no loops)."""
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")
+                             and d.lower() not in SKIP_DIRS)
+        for fn in sorted(filenames):
+            if is_image_file(fn):
+                yield Path(dirpath) / fn
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    "sarscov2_ct": DatasetSpec(
+        name="sarscov2_ct",
+        title="SARS-CoV-2 CT-scan dataset (Soares et al. 2020)",
+        layout="class_folders",
+        classes=("COVID", "non-COVID"),
+        aliases={"non_covid": "non-COVID", "noncovid": "non-COVID", "covid-19": "COVID"},
+        paper_count=2482,
+        default_epochs=20,
+        modality="CT",
+        kaggle_slug="plameneduardo/sarscov2-ctscan-dataset",
+        source_url="https://www.kaggle.com/datasets/plameneduardo/sarscov2-ctscan-dataset",
+        license="CC BY-NC-SA 4.0 (as listed on the Kaggle page; check it before use)",
+        citation="Soares E. et al., SARS-CoV-2 CT-scan dataset, medRxiv 2020, "
+                 "doi:10.1101/2020.04.24.20078584",
+    ),
+    "breakhis_400x": DatasetSpec(
+        name="breakhis_400x",
+        title="BreaKHis breast cancer histopathology, 400X, benign vs malignant (Spanhol et al. 2016)",
+        layout="breakhis",
+        classes=("benign", "malignant"),
+        paper_count=1693,
+        default_epochs=20,
+        modality="Microscopic biopsy",
+        kaggle_slug="ambarish/breakhis",
+        source_url="https://web.inf.ufpr.br/vri/databases/breast-cancer-histopathological-database-breakhis/",
+        license="Free for research use on request of citation (see the source page)",
+        citation="Spanhol F.A. et al., A dataset for breast cancer histopathological image "
+                 "classification, IEEE TBME 63(7), 2016",
+    ),
+    "brain_tumor_mri": DatasetSpec(
+        name="brain_tumor_mri",
+        title="Brain Tumor MRI Dataset (Nickparvar 2021)",
+        layout="split_class_folders",
+        classes=("glioma", "meningioma", "notumor", "pituitary"),
+        aliases={"no_tumor": "notumor", "no tumor": "notumor", "glioma_tumor": "glioma",
+                 "meningioma_tumor": "meningioma", "pituitary_tumor": "pituitary"},
+        split_folders=("Training", "Testing"),
+        test_folder="Testing",
+        paper_count=7023,
+        default_epochs=10,
+        modality="MRI",
+        kaggle_slug="masoudnickparvar/brain-tumor-mri-dataset",
+        source_url="https://www.kaggle.com/datasets/masoudnickparvar/brain-tumor-mri-dataset",
+        license="CC0 1.0 (as listed on the Kaggle page)",
+        citation="Nickparvar M., Brain Tumor MRI Dataset, Kaggle 2021, doi:10.34740/KAGGLE/DSV/2645886",
+    ),
+    "folder": DatasetSpec(
+        name="folder",
+        title="Any folder with one subfolder per class",
+        layout="class_folders",
+        default_epochs=20,
+    ),
+}
+
+
+def get_spec(name: str) -> DatasetSpec:
+    try:
+        return DATASETS[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, DATASETS, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise ValueError(f"Unknown dataset '{name}'.{hint} Known: {', '.join(DATASETS)}") from None

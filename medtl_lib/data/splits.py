@@ -1,0 +1,78 @@
+"""Train/val/test assignment: the paper's stratified 0.8/0.1/0.1, or the dataset's own test
+folder. The split is part of the result, so it is saved with every run and can be reloaded."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from ..utils import atomic_write
+
+SPLITS = ("train", "val", "test")
+
+
+def stratified_split(frame: pd.DataFrame, val_frac: float = 0.1, test_frac: float = 0.1,
+                     seed: int = 42) -> pd.Series:
+    """Split label-stratified into train/val/test with fixed fractions (seed 000's protocol)."""
+    _check_fracs(val_frac, test_frac)
+    idx = frame.index.to_numpy()
+    labels = frame["label"].to_numpy()
+    rest, test = train_test_split(idx, test_size=test_frac, stratify=labels, random_state=seed)
+    rel_val = val_frac / (1.0 - test_frac)
+    train, val = train_test_split(rest, test_size=rel_val, stratify=frame.loc[rest, "label"],
+                                  random_state=seed)
+    return _assign(frame, train, val, test)
+
+
+def predefined_split(frame: pd.DataFrame, test_folder: str, val_frac: float = 0.1,
+                     seed: int = 42) -> pd.Series:
+    """Test = the dataset's own test folder; val is a stratified ``val_frac`` of the rest."""
+    is_test = frame["source_split"].str.lower() == test_folder.lower()
+    if not is_test.any():
+        raise ValueError(f"split='predefined' needs a '{test_folder}' folder; none of the images "
+                         "came from one. Use split='stratified'.")
+    rest = frame.index[~is_test].to_numpy()
+    train, val = train_test_split(rest, test_size=val_frac, stratify=frame.loc[rest, "label"],
+                                  random_state=seed)
+    return _assign(frame, train, val, frame.index[is_test].to_numpy())
+
+
+def _assign(frame: pd.DataFrame, train, val, test) -> pd.Series:
+    split = pd.Series("", index=frame.index, name="split")
+    split.loc[train], split.loc[val], split.loc[test] = "train", "val", "test"
+    return split
+
+
+def _check_fracs(val_frac: float, test_frac: float) -> None:
+    if not (0 < val_frac < 1 and 0 < test_frac < 1 and val_frac + test_frac < 1):
+        raise ValueError(f"val_frac ({val_frac}) and test_frac ({test_frac}) must be in (0, 1) "
+                         "and sum to less than 1")
+
+
+def save_split(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Write the manifest (path, label, class_name, split, group) atomically."""
+    cols = ["path", "label", "class_name", "split", "group", "source_split"]
+    return atomic_write(path, lambda p: frame[cols].to_csv(p, index=False))
+
+
+def load_split(path: str | Path, frame: pd.DataFrame) -> pd.Series:
+    """Re-apply a saved manifest to a fresh index; every file must still be there."""
+    saved = pd.read_csv(path, dtype={"path": str, "split": str}, keep_default_na=False)
+    bad = set(saved["split"]) - set(SPLITS)
+    if bad:
+        raise ValueError(f"{path}: unknown split names {sorted(bad)}")
+    mapping = dict(zip(saved["path"], saved["split"]))
+    present = set(frame["path"])
+    missing = [p for p in saved["path"] if p not in present]
+    if missing:
+        raise ValueError(f"{path} lists {len(missing)} file(s) that are not in the dataset now "
+                         f"(e.g. {missing[0]}); the data changed since the split was made. "
+                         "Start a new run folder or restore the files.")
+    split = frame["path"].map(mapping).fillna("")
+    if (split == "").any():
+        n = int((split == "").sum())
+        raise ValueError(f"{path} does not cover {n} image(s) of the dataset (e.g. "
+                         f"{frame.loc[split == '', 'path'].iloc[0]}); the data changed since the "
+                         "split was made.")
+    return split.rename("split")

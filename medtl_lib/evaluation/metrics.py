@@ -1,0 +1,59 @@
+"""Metrics computed from saved predictions (probabilities + labels), never from a live model,
+so any metric can be recomputed later without retraining."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+
+
+def classification_metrics(labels: np.ndarray, probs: np.ndarray,
+                           class_names: list[str]) -> dict:
+    """Accuracy and macro/weighted precision, recall, F1 (the paper's Table II uses macro),
+    balanced accuracy, one-vs-rest AUROC, the confusion matrix and a per-class report."""
+    labels = np.asarray(labels)
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.ndim != 2 or probs.shape[0] != labels.shape[0]:
+        raise ValueError(f"probs {probs.shape} and labels {labels.shape} do not match")
+    k = len(class_names)
+    pred = probs.argmax(1)
+    ids = list(range(k))
+    out: dict = {"n": int(labels.size), "accuracy": float(skm.accuracy_score(labels, pred))}
+    for avg in ("macro", "weighted"):
+        p, r, f, _ = skm.precision_recall_fscore_support(labels, pred, labels=ids, average=avg,
+                                                         zero_division=0)
+        out[f"precision_{avg}"], out[f"recall_{avg}"], out[f"f1_{avg}"] = float(p), float(r), float(f)
+    out["balanced_accuracy"] = float(skm.balanced_accuracy_score(labels, pred))
+    out["auroc_macro"] = _auroc(labels, probs, k)
+    out["confusion_matrix"] = skm.confusion_matrix(labels, pred, labels=ids).tolist()
+    p, r, f, s = skm.precision_recall_fscore_support(labels, pred, labels=ids, zero_division=0)
+    out["per_class"] = {c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
+                            "support": int(s[i])} for i, c in enumerate(class_names)}
+    return out
+
+
+def _auroc(labels: np.ndarray, probs: np.ndarray, k: int) -> float | None:
+    present = np.unique(labels)
+    if present.size < 2:
+        return None  # undefined with one class present
+    if k == 2:
+        return float(skm.roc_auc_score(labels, probs[:, 1]))
+    if present.size < k:
+        return None
+    return float(skm.roc_auc_score(labels, probs, multi_class="ovr", average="macro",
+                                   labels=list(range(k))))
+
+
+def predictions_frame(paths: list[str], labels: np.ndarray, probs: np.ndarray,
+                      class_names: list[str]) -> pd.DataFrame:
+    """One row per image: path, label, pred, and one probability column per class."""
+    frame = pd.DataFrame({"path": paths, "label": labels, "pred": probs.argmax(1)})
+    for i, c in enumerate(class_names):
+        frame[f"prob_{c}"] = probs[:, i]
+    return frame
+
+
+def metrics_from_predictions(frame: pd.DataFrame, class_names: list[str]) -> dict:
+    """Recompute metrics from a predictions CSV written by a run."""
+    probs = frame[[f"prob_{c}" for c in class_names]].to_numpy()
+    return classification_metrics(frame["label"].to_numpy(), probs, class_names)

@@ -1,0 +1,190 @@
+"""One training run end to end: config -> data -> split -> model -> trainer -> metrics, all
+written into one run folder. Rerunning with the same config resumes or, when finished, returns
+the saved result."""
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from .config import RunConfig
+from .data.index import DataIndex, build_index
+from .data.loaders import ImageDataset, build_transforms, make_loader
+from .data.registry import get_spec
+from .data.splits import load_split, predefined_split, save_split, stratified_split
+from .device import select_device
+from .evaluation.metrics import classification_metrics, predictions_frame
+from .models.factory import create_model
+from .training.dual_monitor import DualMonitor
+from .training.strategies import get_strategy
+from .training.trainer import Trainer
+from .utils import atomic_torch_save, atomic_write, atomic_write_json, seed_everything
+
+
+class RunConfigMismatchError(ValueError):
+    """The run folder holds a run made with another configuration."""
+
+
+@dataclass
+class RunResult:
+    out: Path
+    metrics: dict
+    history: pd.DataFrame
+    skipped: bool = False  # True when the run was already complete
+
+    def summary(self) -> str:
+        m = self.metrics
+        t = m["test"]
+        return (f"{self.out}: test accuracy {t['accuracy']:.4f}, macro P/R/F1 "
+                f"{t['precision_macro']:.4f}/{t['recall_macro']:.4f}/{t['f1_macro']:.4f}; "
+                f"{m['epochs_run']} epoch(s), best epoch {m['best_epoch']}, "
+                f"stopped early: {m['stopped_early']}")
+
+
+def prepare_data(cfg: RunConfig, out: Path | None = None) -> DataIndex:
+    """Scan the dataset, apply the bad-file policy and attach a ``split`` column.
+
+    The split comes from, in order: the run folder's own split.csv (resume), ``cfg.split_csv``,
+    the dataset's test folder (``split='predefined'``), or the paper's stratified split.
+    """
+    spec = get_spec(cfg.dataset)
+    root = spec.find(cfg.data_dir)
+    index = build_index(spec, root)
+    if len(index.bad_files):
+        if out is not None:
+            atomic_write(out / "bad_files.csv", lambda p: index.bad_files.to_csv(p, index=False))
+        msg = (f"{len(index.bad_files)} unreadable image(s) in {root}, e.g. "
+               f"{index.bad_files.iloc[0]['path']}: {index.bad_files.iloc[0]['reason']}")
+        if cfg.strict:
+            raise ValueError(msg + ". Remove or fix them (medtl data check lists all), or run "
+                             "without --strict to skip them.")
+        warnings.warn(msg + (f"; skipped, listed in {out / 'bad_files.csv'}" if out else "; skipped"),
+                      stacklevel=2)
+    frame = index.frame
+    own = out / "split.csv" if out is not None else None
+    if own is not None and own.is_file():
+        split = load_split(own, frame)
+    elif cfg.split_csv:
+        split = load_split(cfg.split_csv, frame)
+    elif cfg.split == "predefined":
+        if not spec.test_folder:
+            raise ValueError(f"dataset '{cfg.dataset}' has no predefined test folder; "
+                             "use split='stratified'")
+        split = predefined_split(frame, spec.test_folder, cfg.val_frac, cfg.seed)
+    else:
+        split = stratified_split(frame, cfg.val_frac, cfg.test_frac, cfg.seed)
+    index.frame = frame.assign(split=split)
+    if out is not None and not (own is not None and own.is_file()):
+        save_split(index.frame, own)
+    return index
+
+
+def train_run(cfg: RunConfig, progress: bool = True, log=print) -> RunResult:
+    """Train, evaluate and write everything into ``cfg.out``."""
+    if not cfg.out:
+        raise ValueError("a run needs an output folder: RunConfig(out=...) / --out DIR")
+    cfg = cfg.resolved()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    _check_same_run(cfg, out)
+    done = _load_complete(out)
+    if done is not None:
+        log(f"{out}: already complete, nothing to do (delete the folder to run again).")
+        return done
+    t_start = time.perf_counter()
+    cfg.save(out / "config.yaml")
+    seed_everything(cfg.seed)
+
+    index = prepare_data(cfg, out)
+    dev = select_device(cfg.device, cfg.amp)
+    model, info = create_model(cfg.model, len(index.class_names), weights=cfg.weights,
+                               img_size=cfg.img_size)
+    strategy = get_strategy(cfg.strategy)
+    log(f"data: {index.root} ({len(index.frame)} images, classes {index.class_names}); "
+        f"split {index.frame['split'].value_counts().to_dict()}")
+    log(f"model: {info.timm_name}, weights: {info.weights_source}; device: {dev.description}")
+
+    train_tf, eval_tf = build_transforms(info.data_config, cfg.crop_scale_min, cfg.hflip)
+    frames = {s: index.frame[index.frame["split"] == s] for s in ("train", "val", "test")}
+    for s, f in frames.items():
+        if f.empty:
+            raise ValueError(f"the {s} split is empty; the dataset is too small for the fractions "
+                             f"val_frac={cfg.val_frac}, test_frac={cfg.test_frac}")
+    pin = dev.device.type == "cuda"
+    train_loader = make_loader(ImageDataset(index.root, frames["train"], train_tf), cfg.batch_size,
+                               True, cfg.num_workers, pin, cfg.seed)
+    eval_loaders = {s: make_loader(ImageDataset(index.root, f, eval_tf), cfg.batch_size, False,
+                                   cfg.num_workers, pin) for s, f in frames.items()}
+
+    monitor = DualMonitor(cfg.threshold, cfg.patience, cfg.stop_patience, cfg.factor)
+    trainer = Trainer(model, strategy, monitor, dev, cfg.lr, cfg.weight_decay, ckpt_dir=out,
+                      progress=progress)
+    log(strategy.describe(model))
+    fit = trainer.fit(train_loader, eval_loaders["val"], cfg.epochs, seed=cfg.seed)
+    if fit.resumed_from:
+        log(f"resumed after epoch {fit.resumed_from}")
+    if fit.best_epoch is None:
+        log("warning: no epoch improved the monitored metric; evaluating the last weights")
+
+    metrics: dict = {}
+    for s in ("train", "val", "test"):
+        ev = trainer.evaluate(eval_loaders[s], desc=f"evaluate {s}")
+        metrics[s] = classification_metrics(ev.labels, ev.probs, index.class_names)
+        preds = predictions_frame(frames[s]["path"].tolist(), ev.labels, ev.probs, index.class_names)
+        atomic_write(out / f"predictions_{s}.csv", lambda p, f=preds: f.to_csv(p, index=False))
+    hist = fit.history
+    best_row = hist[hist["epoch"] == fit.best_epoch]
+    metrics.update(
+        epochs_run=fit.epochs_run,
+        stopped_early=fit.stopped_early,
+        best_epoch=fit.best_epoch,
+        train_acc_at_best_epoch=float(best_row["train_acc"].iloc[0]) if len(best_row) else None,
+        class_names=index.class_names,
+        model=cfg.model, timm_name=info.timm_name, weights_source=info.weights_source,
+        device=dev.description, torch=torch.__version__,
+        bad_files=int(len(index.bad_files)),
+        seconds=round(time.perf_counter() - t_start, 1),
+        status="complete",
+    )
+    best = out / "best.pt"
+    state = torch.load(best, map_location="cpu", weights_only=True) if best.is_file() else {
+        "model": {k: v.cpu() for k, v in trainer.model.state_dict().items()}, "epoch": None}
+    state.update(timm_name=info.timm_name, class_names=index.class_names, img_size=cfg.img_size,
+                 data_config={k: list(v) if isinstance(v, tuple) else v
+                              for k, v in info.data_config.items()})
+    atomic_torch_save(best, state)
+    atomic_write_json(out / "metrics.json", metrics)  # written last: it marks the run complete
+    (out / "last.pt").unlink(missing_ok=True)  # optimizer state is only needed to resume
+    result = RunResult(out, metrics, hist)
+    log(result.summary())
+    return result
+
+
+def _check_same_run(cfg: RunConfig, out: Path) -> None:
+    saved = out / "config.yaml"
+    if not saved.is_file():
+        return
+    old = RunConfig.load(saved).fingerprint()
+    new = cfg.fingerprint()
+    diff = {k: (old.get(k), new.get(k)) for k in new if old.get(k) != new.get(k)}
+    if diff:
+        detail = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
+        raise RunConfigMismatchError(
+            f"{out} holds a run with another configuration ({detail}). Use a new --out folder, "
+            "or delete this one to start over.")
+
+
+def _load_complete(out: Path) -> RunResult | None:
+    mpath = out / "metrics.json"
+    if not mpath.is_file():
+        return None
+    metrics = json.loads(mpath.read_text())
+    if metrics.get("status") != "complete":
+        return None
+    hist = pd.read_csv(out / "history.csv") if (out / "history.csv").is_file() else pd.DataFrame()
+    return RunResult(out, metrics, hist, skipped=True)
