@@ -123,7 +123,7 @@ def train_run(cfg: RunConfig, progress: bool = True, log=print) -> RunResult:
 
     monitor = DualMonitor(cfg.threshold, cfg.patience, cfg.stop_patience, cfg.factor)
     trainer = Trainer(model, strategy, monitor, dev, cfg.lr, cfg.weight_decay, ckpt_dir=out,
-                      progress=progress)
+                      progress=progress, callbacks=[lambda row: log(format_epoch(row))])
     log(strategy.describe(model))
     fit = trainer.fit(train_loader, eval_loaders["val"], cfg.epochs, seed=cfg.seed)
     if fit.resumed_from:
@@ -163,6 +163,15 @@ def train_run(cfg: RunConfig, progress: bool = True, log=print) -> RunResult:
     result = RunResult(out, metrics, hist)
     log(result.summary())
     return result
+
+
+def format_epoch(row: dict) -> str:
+    """One readable line per epoch (also what a papermill log keeps)."""
+    flags = (" saved theta*" if row["save_best"] else "") + (
+        f" LR x{row['lr_factor']}" if row["lr_factor"] != 1.0 else "") + (" STOP" if row["stop"] else "")
+    return (f"epoch {row['epoch']}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f} | "
+            f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f} | lr {row['lr']:.2e} | "
+            f"{row['phase']} c={row['c']} s={row['s']}{flags} | {row['seconds']:.0f}s")
 
 
 def _check_same_run(cfg: RunConfig, out: Path) -> None:

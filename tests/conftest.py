@@ -1,0 +1,33 @@
+"""Shared fixtures: synthetic stand-ins written once per session (no download, no ../shared)."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from medtl_lib.data.synthetic import write_synthetic
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach for the network
+
+
+@pytest.fixture(scope="session")
+def synth_root(tmp_path_factory):
+    """Factory: synth_root(name, n_per_class=..., size=...) -> path, cached per arguments."""
+    cache: dict = {}
+
+    def make(name: str, n_per_class: int = 20, size: int = 48, seed: int = 0):
+        key = (name, n_per_class, size, seed)
+        if key not in cache:
+            out = tmp_path_factory.mktemp(f"{name}_{n_per_class}_{size}_{seed}")
+            cache[key] = write_synthetic(name, out, n_per_class=n_per_class, size=size, seed=seed)
+        return cache[key]
+
+    return make
+
+
+@pytest.fixture()
+def cache_dir(tmp_path, monkeypatch):
+    """Keep converted weights out of the user's home during tests."""
+    d = tmp_path / "medtl_cache"
+    monkeypatch.setenv("MEDTL_CACHE_DIR", str(d))
+    return d

@@ -1,0 +1,66 @@
+"""The `medtl` command end to end on synthetic data: files written, resume, errors."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from medtl_lib.cli import main
+
+
+def test_train_writes_the_run_folder(synth_root, tmp_path, capsys):
+    data = synth_root("sarscov2_ct", n_per_class=20, size=32)
+    out = tmp_path / "run"
+    args = ["train", "--dataset", "sarscov2_ct", "--data-dir", str(data), "--model", "test_resnet",
+            "--weights", "none", "--img-size", "32", "--epochs", "2", "--batch-size", "8",
+            "--num-workers", "0", "--seed", "1", "--out", str(out), "--no-progress"]
+    assert main(args) == 0
+    for name in ("config.yaml", "split.csv", "history.csv", "best.pt", "metrics.json",
+                 "predictions_test.csv", "predictions_val.csv", "predictions_train.csv"):
+        assert (out / name).is_file(), name
+    assert not (out / "last.pt").exists()
+    m = json.loads((out / "metrics.json").read_text())
+    for part in ("test", "val", "train"):
+        assert {"accuracy", "precision_macro", "recall_macro", "f1_macro"} <= set(m[part])
+    assert m["epochs_run"] == 2 and m["stopped_early"] in (True, False)
+    split = pd.read_csv(out / "split.csv")
+    assert split["split"].value_counts().to_dict() == {"train": 32, "val": 4, "test": 4}
+    preds = pd.read_csv(out / "predictions_test.csv")
+    assert set(preds["path"]) == set(split.loc[split["split"] == "test", "path"])
+    assert m["test"]["accuracy"] == pytest.approx((preds["label"] == preds["pred"]).mean())
+    printed = capsys.readouterr().out
+    assert "epoch 2:" in printed and '"accuracy"' in printed
+    # the same command again: complete, nothing retrained
+    assert main(args) == 0
+    assert "already complete" in capsys.readouterr().out
+    # another configuration into the same folder is refused, naming the difference
+    assert main([a if a != "2" else "3" for a in args]) == 2
+    assert "epochs: 2 -> 3" in capsys.readouterr().err
+
+
+def test_missing_data_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MEDTL_DATA_DIR", raising=False)
+    code = main(["train", "--dataset", "breakhis_400x", "--model", "test_resnet", "--weights",
+                 "none", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and "kaggle datasets download -d ambarish/breakhis" in err
+
+
+def test_data_check_and_synth(tmp_path, capsys):
+    assert main(["data", "synth", "brain_tumor_mri", "--out", str(tmp_path / "b"),
+                 "--n-per-class", "4", "--size", "32"]) == 0
+    (tmp_path / "b" / "Training" / "glioma" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    assert main(["data", "check", str(tmp_path / "b"), "--dataset", "brain_tumor_mri"]) == 0
+    out = capsys.readouterr().out
+    assert "glioma" in out and "Training/glioma/broken.jpg" in out and "1 problem" in out
+    assert main(["data", "check", str(tmp_path / "b"), "--dataset", "sarscov2_ct"]) == 1
+    assert "NOT USABLE" in capsys.readouterr().out
+
+
+def test_python_dash_m_entry_point():
+    r = subprocess.run([sys.executable, "-m", "medtl_lib", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "train" in r.stdout and "bench" in r.stdout

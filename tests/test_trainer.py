@@ -1,0 +1,138 @@
+"""The trainer applies the monitor's decisions, checkpoints every epoch, resumes exactly and
+restores theta*."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+import pytest
+import torch
+
+from medtl_lib.data.index import build_index
+from medtl_lib.data.loaders import ImageDataset, build_transforms, make_loader
+from medtl_lib.data.registry import get_spec
+from medtl_lib.device import select_device
+from medtl_lib.models.factory import create_model
+from medtl_lib.training.dual_monitor import Decision, DualMonitor
+from medtl_lib.training.strategies import get_strategy
+from medtl_lib.training.trainer import NonFiniteLossError, Trainer
+
+
+@pytest.fixture()
+def loaders(synth_root):
+    spec = get_spec("brain_tumor_mri")
+    index = build_index(spec, spec.locate(synth_root("brain_tumor_mri")))
+    _, info = create_model("test_resnet", 4, weights="none", img_size=32)
+    train_tf, eval_tf = build_transforms(info.data_config)
+    train = index.frame[index.frame["source_split"] == "Training"]
+    val = index.frame[index.frame["source_split"] == "Testing"]
+    return (make_loader(ImageDataset(index.root, train, train_tf), 16, True, 0, seed=1),
+            make_loader(ImageDataset(index.root, val, eval_tf), 16, False, 0))
+
+
+def _trainer(ckpt_dir=None, monitor=None, strategy="full", seed=0, lr=1e-2):
+    torch.manual_seed(seed)
+    model, _ = create_model("test_resnet", 4, weights="none", img_size=32)
+    return Trainer(model, get_strategy(strategy), monitor or DualMonitor(), select_device("cpu"),
+                   lr=lr, ckpt_dir=ckpt_dir, progress=False)
+
+
+@dataclass
+class ScriptedMonitor:
+    """Stands in for DualMonitor: returns pre-written decisions, records what it was shown."""
+
+    script: list[tuple[float, bool, bool]]
+    seen: list = None
+    stopped: bool = False
+
+    def step(self, train_acc, val_loss):
+        self.seen = (self.seen or []) + [(train_acc, val_loss)]
+        lr_factor, save, stop = self.script[len(self.seen) - 1]
+        self.stopped = stop
+        return Decision(lr_factor, save, stop, "train_acc", save)
+
+    wait = 0
+    reductions = 0
+
+    def state_dict(self):
+        return {}
+
+
+def test_decisions_are_applied(loaders, tmp_path):
+    train, val = loaders
+    script = [(1.0, True, False), (0.5, False, False), (0.1, True, False), (1.0, False, True),
+              (1.0, False, False)]
+    monitor = ScriptedMonitor(script)
+    t = _trainer(tmp_path, monitor)
+    result = t.fit(train, val, epochs=5)
+    h = result.history
+    assert result.epochs_run == 4 and result.stopped_early  # stopped at epoch 4 of 5
+    assert h["lr"].tolist() == pytest.approx([1e-2, 1e-2, 5e-3, 5e-4])
+    assert result.best_epoch == 3
+    assert h["train_acc"].tolist() == [a for a, _ in monitor.seen]
+    assert h["val_loss"].tolist() == [v for _, v in monitor.seen]
+    best = torch.load(tmp_path / "best.pt", weights_only=True)
+    assert best["epoch"] == 3
+    for k, v in t.model.state_dict().items():  # theta* restored, not the epoch-4 weights
+        torch.testing.assert_close(v, best["model"][k])
+    last = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert any(not torch.equal(last["model"][k], best["model"][k]) for k in best["model"])
+    assert pd.read_csv(tmp_path / "history.csv")["epoch"].tolist() == [1, 2, 3, 4]
+
+
+def test_resume_matches_uninterrupted_run(loaders, tmp_path):
+    train, val = loaders
+    full = _trainer(tmp_path / "a").fit(train, val, epochs=3, seed=7)
+    first = _trainer(tmp_path / "b").fit(train, val, epochs=1, seed=7)
+    assert first.epochs_run == 1
+    resumed = _trainer(tmp_path / "b").fit(train, val, epochs=3, seed=7)
+    assert resumed.resumed_from == 1
+    cols = ["train_loss", "train_acc", "val_loss", "val_acc", "lr", "c", "s"]
+    pd.testing.assert_frame_equal(full.history[cols], resumed.history[cols])
+    a = torch.load(tmp_path / "a" / "best.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "b" / "best.pt", weights_only=True)["model"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+
+
+def test_same_seed_repeats_other_seed_differs(loaders):
+    train, val = loaders
+    h1 = _trainer().fit(train, val, epochs=1, seed=3).history
+    h2 = _trainer().fit(train, val, epochs=1, seed=3).history
+    h3 = _trainer().fit(train, val, epochs=1, seed=4).history
+    assert h1["train_loss"].tolist() == h2["train_loss"].tolist()
+    assert h1["train_loss"].tolist() != h3["train_loss"].tolist()
+
+
+def test_theta_star_in_memory_without_checkpoint_dir(loaders):
+    train, val = loaders
+    t = _trainer(None, ScriptedMonitor([(1.0, True, False), (1.0, False, False)]))
+    t.fit(train, val, epochs=2)
+    assert t._best_in_memory is not None
+    for k, v in t.model.state_dict().items():
+        torch.testing.assert_close(v, t._best_in_memory[k])
+
+
+def test_linear_probe_trains_only_the_head(loaders):
+    train, val = loaders
+    t = _trainer(strategy="linear_probe", lr=5e-2)
+    before = {k: v.clone() for k, v in t.model.state_dict().items()}
+    t.fit(train, val, epochs=1)
+    after = t.model.state_dict()
+    for k, v in before.items():
+        if k.startswith("backbone."):  # weights and BatchNorm running stats untouched
+            torch.testing.assert_close(after[k], v, rtol=0, atol=0)
+    assert not torch.equal(after["head.weight"], before["head.weight"])
+    n_head = sum(p.numel() for p in t.model.head.parameters())
+    assert t.strategy.describe(t.model).startswith(f"linear_probe: {n_head:,} of ")
+
+
+def test_non_finite_loss_names_epoch_and_batch(loaders, tmp_path):
+    train, val = loaders
+    t = _trainer(tmp_path)
+    t.fit(train, val, epochs=1)
+    t.criterion = lambda logits, y: (logits * float("nan")).sum()
+    with pytest.raises(NonFiniteLossError, match=r"epoch 2, batch 1"):
+        t.fit(train, val, epochs=2)
+    assert (tmp_path / "best.pt").is_file()
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["epoch"] == 1
