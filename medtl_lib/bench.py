@@ -20,7 +20,7 @@ from .training.trainer import Trainer
 
 
 def bench_train(dataset: str, model: str, data_dir: str | None = None, weights: str = "none",
-                img_size: int = 128, batch_size: int = 32, batches: int = 20, repeats: int = 3,
+                img_size: int = 128, batch_size: int = 32, batches: int = 20, repeats: int = 5,
                 device: str = "auto") -> dict:
     """Images/s of ``Trainer.train_epoch`` vs a bare loop, both fed the same decoded batches.
 

@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--img-size", type=int, default=128)
     b.add_argument("--batch-size", type=int, default=32)
     b.add_argument("--batches", type=int, default=20, help="timed batches per repeat")
-    b.add_argument("--repeats", type=int, default=3)
+    b.add_argument("--repeats", type=int, default=5)
     b.add_argument("--device", default="auto")
     return parser
 

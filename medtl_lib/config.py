@@ -45,7 +45,7 @@ class RunConfig:
     crop_scale_min: float = 0.5  # RandomResizedCrop scale lower bound (timm default is 0.08)
     hflip: float = 0.5
     seed: int = 42
-    num_workers: int | None = None  # None: min(4, CPU cores)
+    num_workers: int | None = None  # None: 0 on CPU, min(8, cores) on CUDA
     device: str = "auto"  # auto | cpu | cuda
     amp: str = "auto"  # auto (bf16/fp16 on CUDA, off on CPU) | off | bf16 | fp16
     strict: bool = False  # unreadable images: False skips and lists them, True stops the run

@@ -105,14 +105,16 @@ def test_hidden_system_files_ignored_and_bad_files_listed(tmp_path):
     (tmp_path / "b" / "Thumbs.db").write_bytes(b"junk")
     (tmp_path / "a" / "empty.png").write_bytes(b"")
     (tmp_path / "b" / "notes.jpg").write_text("this is not an image")
-    good = (tmp_path / "a" / "ok2.jpg").read_bytes()
+    noise = np.random.default_rng(0).integers(0, 255, (128, 128, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "big.jpg", quality=95)
+    good = (tmp_path / "big.jpg").read_bytes()
     (tmp_path / "b" / "truncated.jpg").write_bytes(good[: len(good) // 2])
     index = build_index(spec, spec.locate(tmp_path))
     assert index.class_names == ["a", "b"]  # __MACOSX is not a class
     bad = dict(zip(index.bad_files["path"], index.bad_files["reason"]))
     assert "a/empty.png" in bad and "0 bytes" in bad["a/empty.png"]
     assert "b/notes.jpg" in bad
-    # A truncated JPEG has a valid header: only the full decode (data check) finds it.
+    # A JPEG cut in half keeps a valid header: only the full decode (data check) finds it.
     assert "b/truncated.jpg" not in bad
     full = build_index(spec, spec.locate(tmp_path), decode=True)
     assert "b/truncated.jpg" in set(full.bad_files["path"])
@@ -155,7 +157,8 @@ def test_unknown_dataset_suggests():
 def test_any_mode_decodes_to_rgb(tmp_path, mode):
     arr = (np.arange(16 * 16).reshape(16, 16) % 200).astype(np.uint8)
     if mode == "I;16":
-        img = Image.fromarray((arr.astype(np.uint16) * 300), "I;16")
+        img = Image.fromarray(arr.astype(np.uint16) * 300)
+        assert img.mode == "I;16"
     elif mode == "F":
         img = Image.fromarray(arr.astype(np.float32) / 7.0, "F")
     else:

@@ -57,9 +57,11 @@ def build_index(spec: DatasetSpec, root: Path, decode: bool = False) -> DataInde
         rows.append((rel, rec.class_name, rec.source_split, rec.group, size[0], size[1], mode))
     frame = pd.DataFrame(rows, columns=["path", "class_name", "source_split", "group",
                                         "width", "height", "mode"])
-    class_names = list(spec.classes) or sorted(frame["class_name"].unique(), key=str.lower)
-    if not spec.classes:
-        _check_generic_classes(root, class_names)
+    class_names = spec.class_names(root)
+    if not class_names:
+        raise DatasetLayoutError(
+            f"{root}: no class folders found. Expected one subfolder per class with images "
+            "inside (e.g. root/benign/1.png, root/malignant/2.png).")
     empty = [c for c in class_names if not (frame["class_name"] == c).any()]
     if empty:
         raise DatasetLayoutError(
@@ -73,13 +75,6 @@ def build_index(spec: DatasetSpec, root: Path, decode: bool = False) -> DataInde
     frame.insert(1, "label", frame["class_name"].map({c: i for i, c in enumerate(class_names)}))
     frame = frame[INDEX_COLUMNS].reset_index(drop=True)
     return DataIndex(spec, root, class_names, frame, pd.DataFrame(bad, columns=["path", "reason"]))
-
-
-def _check_generic_classes(root: Path, class_names: list[str]) -> None:
-    if not class_names:
-        raise DatasetLayoutError(
-            f"{root}: no images found in any subfolder. Expected one subfolder per class with "
-            "images inside (e.g. root/cats/1.jpg, root/dogs/2.jpg).")
 
 
 def _header(path: Path) -> tuple[tuple[int, int], str]:

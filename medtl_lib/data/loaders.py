@@ -9,7 +9,7 @@ import torch
 from timm.data import create_transform
 from torch.utils.data import DataLoader, Dataset
 
-from .images import load_rgb
+from .images import BadImageError, load_rgb
 
 
 class ImageDataset(Dataset):
@@ -25,7 +25,12 @@ class ImageDataset(Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int):
-        img = load_rgb(self.root / self.paths[i])
+        try:
+            img = load_rgb(self.root / self.paths[i])
+        except BadImageError as exc:
+            raise BadImageError(exc.path, f"{exc.reason}. `medtl data check` lists every such "
+                                "file; remove or fix them and rerun the same command to resume "
+                                "from the last complete epoch") from None
         return self.transform(img), self.labels[i]
 
 
@@ -45,14 +50,20 @@ def build_transforms(data_config: dict, crop_scale_min: float = 0.5, hflip: floa
     return train, evalt
 
 
-def default_workers() -> int:
-    return min(4, os.cpu_count() or 1)
+def default_workers(device_type: str = "cpu") -> int:
+    """CPU training: decode in the main process. Workers would take cores from the model's own
+    threads (measured on 2 cores: 59 img/s with 0 workers, 48 with 2), and decoding is a few
+    percent of a CPU step. On a GPU the workers feed it while the CPU is otherwise idle."""
+    if device_type == "cpu":
+        return 0
+    return min(8, os.cpu_count() or 1)
 
 
 def make_loader(dataset: Dataset, batch_size: int, train: bool, num_workers: int | None = None,
                 pin_memory: bool = False, seed: int = 0) -> DataLoader:
-    """Train loaders shuffle with their own generator (reseeded each epoch by the trainer)."""
-    workers = default_workers() if num_workers is None else num_workers
+    """Train loaders shuffle with their own generator (reseeded each epoch by the trainer).
+    ``pin_memory`` is set for CUDA, so it also picks the default worker count."""
+    workers = default_workers("cuda" if pin_memory else "cpu") if num_workers is None else num_workers
     gen = torch.Generator().manual_seed(seed) if train else None
     # A last training batch of one image breaks BatchNorm; drop only that case.
     drop_last = train and len(dataset) > batch_size and len(dataset) % batch_size == 1

@@ -112,6 +112,12 @@ class DatasetSpec:
             for f in _walk_images(class_dir):
                 yield Record(f, cls, "", f"{cls}/{f.stem}")
 
+    def class_names(self, root: Path) -> list[str]:
+        """Label order: the spec's classes, or the class folders found (even empty ones)."""
+        if self.classes:
+            return list(self.classes)
+        return [name for _, name in self._class_dirs(root)]
+
     def _class_dirs(self, parent: Path) -> list[tuple[Path, str]]:
         dirs = _subdirs(parent)
         if not self.classes:
