@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# The main job. Today (core kit): the embedded smoke run, offline and CPU-only: a synthetic
-# brain-MRI stand-in, EfficientNet-Lite0 with its offline ImageNet weights, 2 epochs at 64 px.
-# The notebook course and the full paper profile come with the notebooks issue.
+# The main job: run a profile of the course through papermill.
+#   bash run_all.sh                  the embedded default: 'smoke' (offline, CPU, minutes)
+#   bash run_all.sh paper            seed 000's full reproduction (real data, GPU recommended)
+#   bash run_all.sh FILE.yaml        your own matrix (see profiles/*.yaml)
+#   ... --only 'brain*'              only runs whose <dataset>__<model> matches
+#   ... --dry-run                    print the plan and what would be skipped
+# Finished runs are skipped, interrupted ones resume, failures are reported and the rest goes
+# on; the exit code is non-zero when anything failed. Results: runs/<profile>/results.html
 set -euo pipefail
 cd "$(dirname "$0")"
 . scripts/venv.sh "notebooks,offline"
-data="data/synthetic/brain_tumor_mri"
-if [ ! -d "$data" ]; then
-  medtl data synth brain_tumor_mri --out "$data" --n-per-class 40 --size 64 --seed 0
-fi
-medtl train --dataset brain_tumor_mri --data-dir "$data" --model efficientnet_lite0 \
-  --img-size 64 --epochs 2 --batch-size 32 --out runs/smoke/brain_tumor_mri__efficientnet_lite0 "$@"
+exec medtl run "$@"

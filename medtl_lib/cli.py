@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      "medical image classification (seed 000 reproduction kit)")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    sub.add_parser("run", help="run a profile through the notebooks, as run_all.sh does "
+                   "(medtl run [smoke|paper|FILE.yaml] [--only PATTERN] [--dry-run])")
+
     p = sub.add_parser("train", help="train and evaluate one model on one dataset")
     _add_train_args(p)
     p.add_argument("--out", required=True, help="run folder (rerun the same command to resume)")
@@ -76,13 +79,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["run"]:  # its own options; argparse's REMAINDER would not pass them through
+        from .experiments import main as run_main
+
+        return run_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         if args.command == "train":
             from .run import train_run
 
             cfg = config_from_args(args)
-            result = train_run(cfg, progress=not args.no_progress)
+            result = train_run(cfg, progress=False if args.no_progress else None)
             print(json.dumps({"out": str(result.out), "test": {
                 k: result.metrics["test"][k] for k in
                 ("accuracy", "precision_macro", "recall_macro", "f1_macro")}}, indent=2))

@@ -4,6 +4,7 @@ the saved result."""
 from __future__ import annotations
 
 import json
+import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -84,8 +85,14 @@ def prepare_data(cfg: RunConfig, out: Path | None = None) -> DataIndex:
     return index
 
 
-def train_run(cfg: RunConfig, progress: bool = True, log=print) -> RunResult:
-    """Train, evaluate and write everything into ``cfg.out``."""
+def train_run(cfg: RunConfig, progress: bool | None = None, log=print) -> RunResult:
+    """Train, evaluate and write everything into ``cfg.out``.
+
+    ``progress=None`` shows progress bars unless ``MEDTL_PROGRESS`` is 'log' or 'off' (set by
+    the papermill runner: bars would write one log line per update; the per-epoch lines stay).
+    """
+    if progress is None:
+        progress = os.environ.get("MEDTL_PROGRESS", "bar") not in ("log", "off", "0")
     if not cfg.out:
         raise ValueError("a run needs an output folder: RunConfig(out=...) / --out DIR")
     cfg = cfg.resolved()

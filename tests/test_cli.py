@@ -64,3 +64,15 @@ def test_data_check_and_synth(tmp_path, capsys):
 def test_python_dash_m_entry_point():
     r = subprocess.run([sys.executable, "-m", "medtl_lib", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "train" in r.stdout and "bench" in r.stdout
+
+
+def test_bench_train_reports_both_loops(synth_root, capsys):
+    data = synth_root("brain_tumor_mri", n_per_class=20, size=32)
+    assert main(["bench", "train", "--dataset", "brain_tumor_mri", "--data-dir", str(data),
+                 "--model", "test_resnet", "--img-size", "32", "--batch-size", "8",
+                 "--batches", "2", "--repeats", "2", "--device", "cpu"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["timed_batches"] == 2 and len(report["kit_runs"]) == 2
+    assert report["kit_images_per_s"] > 0 and report["bare_images_per_s"] > 0
+    assert report["ratio"] == pytest.approx(report["kit_images_per_s"] / report["bare_images_per_s"],
+                                            rel=1e-3)

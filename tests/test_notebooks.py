@@ -1,0 +1,140 @@
+"""The course notebooks: committed clean, parameters in step with RunConfig, and the smoke
+profile executed end to end through papermill (the kit's main path)."""
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+from dataclasses import fields
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+
+from medtl_lib import experiments
+from medtl_lib.config import RunConfig
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+EXPECTED = ["00_setup", "01_data_exploration", "02_dual_monitor_walkthrough", "03_train",
+            "04_evaluate", "05_results"]
+
+
+def _parameters(path: Path) -> dict:
+    nb = nbformat.read(str(path), as_version=4)
+    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(cells) == 1, f"{path.name}: needs exactly one cell tagged 'parameters'"
+    tree = ast.parse(cells[0].source)
+    return {t.id: ast.literal_eval(node.value) for node in tree.body
+            if isinstance(node, ast.Assign) for t in node.targets}
+
+
+def test_all_course_notebooks_exist():
+    assert [p.stem for p in NOTEBOOKS] == EXPECTED
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_notebooks_carry_no_outputs(path):
+    tracked = subprocess.run(["git", "ls-files", "--error-unmatch", str(path)], cwd=REPO,
+                             capture_output=True).returncode == 0
+    text = subprocess.run(["git", "show", f"HEAD:{path.relative_to(REPO)}"], cwd=REPO,
+                          capture_output=True, text=True).stdout if tracked else path.read_text()
+    nb = nbformat.reads(text or path.read_text(), as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [], f"{path.name} has outputs: strip them before committing"
+            assert cell.execution_count is None, f"{path.name} has execution counts"
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+
+
+def test_train_notebook_parameters_match_runconfig():
+    params = _parameters(REPO / "notebooks" / "03_train.ipynb")
+    names = [f.name for f in fields(RunConfig)]
+    assert sorted(params) == sorted(names), (
+        f"missing: {set(names) - set(params)}, extra: {set(params) - set(names)}")
+    defaults = RunConfig()
+    for name in names:
+        if name != "out":
+            assert params[name] == getattr(defaults, name), f"{name}: notebook default differs"
+
+
+def test_planned_parameters_exist_in_each_notebook():
+    profile = experiments.load_profile("paper", runs_dir="/tmp/unused")
+    for step in experiments.plan(profile):
+        declared = _parameters(step.notebook)
+        unknown = set(step.parameters) - set(declared)
+        assert not unknown, f"{step.name}: papermill would inject undeclared {unknown}"
+
+
+# ---------------------------------------------------------------- the smoke profile, executed
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    data = tmp_path_factory.mktemp("data")
+    profile = experiments.load_profile("smoke", runs_dir=runs, data_root=data)
+    lines: list[str] = []
+    steps = experiments.run_profile(profile, log=lines.append)
+    return profile, steps, lines
+
+
+def test_smoke_profile_runs_every_notebook(smoke):
+    profile, steps, lines = smoke
+    failed = [(s.name, s.error) for s in steps if s.status != "ok"]
+    assert not failed, "\n".join(lines)
+    assert len(steps) == 2 + 2 * len(profile.runs) + 2
+    for s in steps:
+        nb = nbformat.read(str(s.output), as_version=4)
+        errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                  if o.get("output_type") == "error"]
+        assert not errors, f"{s.name}: {errors[0].get('ename')}: {errors[0].get('evalue')}"
+        assert any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), s.name
+
+
+def test_smoke_profile_writes_what_it_promises(smoke):
+    profile, _, _ = smoke
+    root = profile.out_root
+    for cfg in profile.runs:
+        run = Path(cfg.out)
+        m = json.loads((run / "metrics.json").read_text())
+        assert m["status"] == "complete" and m["weights_source"].startswith("offline:")
+        assert 0.0 <= m["test"]["accuracy"] <= 1.0
+        assert len(pd.read_csv(run / "history.csv")) == m["epochs_run"] >= 1
+        assert (run / "03_train.ipynb").is_file() and (run / "04_evaluate.ipynb").is_file()
+        assert (run / "03_train.log").read_text().count("epoch 1:") >= 1  # readable log lines
+    for fig in ("fig3_curves.png", "confusion_grid.png", "walkthrough.png"):
+        assert (root / "figures" / fig).stat().st_size > 5_000, fig
+    html = (root / "results.html").read_text()
+    assert "Table II" in html and "Brain Tumor" in html and "<img" in html
+    results = nbformat.read(str(root / "05_results.ipynb"), as_version=4)
+    text = json.dumps([c.get("outputs") for c in results.cells if c.cell_type == "code"])
+    assert "SARS-COV-2" in text and "BreaKHis" in text and "Brain Tumor" in text
+
+
+def test_rerun_skips_finished_runs(smoke):
+    profile, _, _ = smoke
+    lines: list[str] = []
+    steps = experiments.run_profile(profile, dry_run=True, log=lines.append)
+    runs = [s for s in steps if "/" in s.name]
+    assert runs and all(s.done() for s in runs)
+    assert sum("would skip" in line for line in lines) == len(runs)
+
+
+def test_a_failing_run_is_reported_and_the_others_go_on(tmp_path, synth_root):
+    data = synth_root("sarscov2_ct", n_per_class=10, size=32)
+    (tmp_path / "p.yaml").write_text(
+        "name: broken\n"
+        f"data_dirs: {{sarscov2_ct: '{data}'}}\n"
+        "datasets: [sarscov2_ct]\n"
+        "models: [no_such_model, test_resnet]\n"
+        "defaults: {weights: none, img_size: 32, epochs: 1, batch_size: 8}\n")
+    profile = experiments.load_profile(tmp_path / "p.yaml", runs_dir=tmp_path / "runs")
+    lines: list[str] = []
+    steps = {s.name: s for s in experiments.run_profile(profile, log=lines.append)}
+    bad = steps["sarscov2_ct__no_such_model/03_train"]
+    assert bad.status == "failed" and "Unknown model 'no_such_model'" in bad.error
+    assert steps["sarscov2_ct__no_such_model/04_evaluate"].status == "skipped"
+    assert steps["sarscov2_ct__test_resnet/03_train"].status == "ok"
+    assert steps["05_results"].status == "ok"
+    assert experiments.main([str(tmp_path / "p.yaml"), "--runs-dir", str(tmp_path / "runs"),
+                             "--dry-run"]) == 0
