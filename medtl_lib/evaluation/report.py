@@ -1,0 +1,317 @@
+"""Run folders -> tables that set our numbers beside the paper's Table II (seed 000).
+
+Pure pandas, no plotting, so a notebook or a script can build the comparison without a display.
+"""
+from __future__ import annotations
+
+import json
+import math
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+DATASETS: tuple[str, ...] = ("sarscov2_ct", "breakhis_400x", "brain_tumor_mri")  # Table II order
+DATASET_NAMES: dict[str, str] = {"sarscov2_ct": "SARS-COV-2", "breakhis_400x": "BreaKHis",
+                                 "brain_tumor_mri": "Brain Tumor"}
+PAPER_MODELS: tuple[str, ...] = ("ResNet", "DenseNet", "ConvNeXt", "ViT", "ViT*")
+METRICS: tuple[str, ...] = ("train_acc", "val_acc", "test_acc", "precision", "recall", "f1")
+METRIC_NAMES: dict[str, str] = {"train_acc": "Train Acc", "val_acc": "Val Acc",
+                                "test_acc": "Test Acc", "precision": "Precision",
+                                "recall": "Recall", "f1": "F1-score"}
+SOURCES: tuple[str, ...] = ("ours", "paper", "diff")  # diff = ours - paper
+STATUS_COMPLETE = "complete"
+
+# Table II copied cell by cell from the paper text (percent, as printed). Precision, recall and
+# F1 are printed as whole percents there, so differences under 0.5 pp on them are rounding.
+_PAPER_TABLE_II_TEXT = """\
+SARS-COV-2	ResNet	100.0%	99.19%	96.79%	97%	97%	97%
+SARS-COV-2	DenseNet	100.0%	98.39%	97.99%	98%	98%	98%
+SARS-COV-2	ConvNeXt	99.65%	97.18%	97.19%	97%	97%	97%
+SARS-COV-2	ViT	94.35%	86.69%	91.57%	93%	91%	91%
+SARS-COV-2	ViT*	99.9%	93.55%	94.38%	94%	94%	94%
+BreaKHis	ResNet	99.89%	90.87%	94.31%	93%	94%	94%
+BreaKHis	DenseNet	100.0%	97.39%	94.50%	94%	93%	94%
+BreaKHis	ConvNeXt	100.0%	95.65%	95.96%	95%	96%	95%
+BreaKHis	ViT	93.46%	90.00%	84.59%	83%	81%	82%
+BreaKHis	ViT*	99.89%	93.45%	92.29%	91%	91%	91%
+Brain Tumor	ResNet	99.98%	97.32%	98.55%	98%	98%	98%
+Brain Tumor	DenseNet	100.0%	99.42%	99.47%	99%	99%	99%
+Brain Tumor	ConvNeXt	99.96%	99.53%	99.16%	99%	99%	99%
+Brain Tumor	ViT	98.13%	92.53%	88.56%	89%	88%	88%
+Brain Tumor	ViT*	100.0%	98.48%	98.4%	98%	98%	98%
+"""
+
+
+def _parse_paper_table(text: str) -> dict[str, dict[str, dict[str, float]]]:
+    """Keep the table in the paper's own printed form so it can be checked against the text."""
+    key_of = {v: k for k, v in DATASET_NAMES.items()}
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    for line in text.strip().splitlines():
+        name, model, *cells = line.split("\t")
+        values = [round(float(c.rstrip("%")) / 100, 6) for c in cells]
+        table.setdefault(key_of[name], {})[model] = dict(zip(METRICS, values, strict=True))
+    return table
+
+
+# PAPER_TABLE_II[dataset_key][model_label][metric] -> fraction (96.79% -> 0.9679).
+PAPER_TABLE_II: dict[str, dict[str, dict[str, float]]] = _parse_paper_table(_PAPER_TABLE_II_TEXT)
+
+RUN_COLUMNS: tuple[str, ...] = (
+    "dataset", "model", "model_label", "status", *METRICS, "epochs_run", "best_epoch",
+    "stopped_early", "seconds", "weights_source", "lr", "seed", "detail", "path")
+
+
+def paper_table() -> pd.DataFrame:
+    """The paper's Table II as a frame indexed (dataset, model) like :func:`table_ii`."""
+    rows = {(d, m): vals for d, models in PAPER_TABLE_II.items() for m, vals in models.items()}
+    df = pd.DataFrame.from_dict(rows, orient="index", columns=list(METRICS))
+    df.index = pd.MultiIndex.from_tuples(df.index, names=["dataset", "model"])
+    return df
+
+
+@lru_cache(maxsize=1)
+def _presets() -> tuple[dict, dict]:
+    """Lazy: the factory imports timm/torch, which a report should only pay for when needed."""
+    try:
+        from ..models.factory import ALIASES, PRESETS
+    except ImportError:  # a results-only install without timm: fall back to raw names
+        return {}, {}
+    return dict(PRESETS), dict(ALIASES)
+
+
+def model_key(name: str) -> str:
+    """Preset aliases (``ViT*``, ``lite0``) to their preset key; timm names stay as given."""
+    presets, aliases = _presets()
+    key = aliases.get(name.lower(), name.lower())
+    return key if key in presets else name
+
+
+def model_label(name: str) -> str:
+    """The label the paper's tables use (``vit_star`` -> ``ViT*``); other models keep their name."""
+    presets, _ = _presets()
+    key = model_key(name)
+    return presets[key].label if key in presets else name
+
+
+def dataset_name(key: str) -> str:
+    return DATASET_NAMES.get(key, key)
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _read_config(run_dir: Path) -> dict[str, Any]:
+    """Plain YAML, not RunConfig: an old or newer config must still be reportable."""
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        return {}
+    data = yaml.safe_load(path.read_text())
+    return data if isinstance(data, dict) else {}
+
+
+def read_history(path: str | Path) -> pd.DataFrame:
+    """history.csv with its flag columns as real booleans (a resumed CSV may hold strings)."""
+    df = pd.read_csv(path)
+    for col in ("save_best", "stop"):
+        if col in df.columns and df[col].dtype != bool:
+            df[col] = df[col].map(lambda v: str(v).strip().lower() in ("true", "1", "1.0"))
+    return df
+
+
+def run_status(run_dir: str | Path) -> tuple[str, str]:
+    """(status, why): 'complete', 'incomplete' (no metrics.json yet, or not marked complete),
+    or 'invalid' (metrics.json unreadable). metrics.json is written last by train_run."""
+    path = Path(run_dir) / "metrics.json"
+    if not path.is_file():
+        return "incomplete", "no metrics.json (not started, running or interrupted)"
+    try:
+        metrics = _read_json(path)
+    except (OSError, ValueError) as e:
+        return "invalid", f"metrics.json unreadable: {e}"
+    status = metrics.get("status") if isinstance(metrics, dict) else None
+    if status != STATUS_COMPLETE:
+        return "incomplete", f"metrics.json status is {status!r}"
+    return STATUS_COMPLETE, ""
+
+
+def _names_from_folder(run_dir: Path) -> tuple[str, str]:
+    """Profile folders are named ``<dataset>__<model>``; used when config.yaml is missing."""
+    if "__" in run_dir.name:
+        dataset, model = run_dir.name.split("__", 1)
+        return dataset, model
+    return "", run_dir.name
+
+
+def load_run(run_dir: str | Path) -> dict | None:
+    """A complete run's config, metrics, history and paper label; None if the run is not complete."""
+    run_dir = Path(run_dir)
+    if run_status(run_dir)[0] != STATUS_COMPLETE:
+        return None
+    config = _read_config(run_dir)
+    metrics = _read_json(run_dir / "metrics.json")
+    hist_path = run_dir / "history.csv"
+    history = read_history(hist_path) if hist_path.is_file() else pd.DataFrame()
+    folder_dataset, folder_model = _names_from_folder(run_dir)
+    model = model_key(str(config.get("model") or metrics.get("model") or folder_model))
+    return {"path": run_dir, "dataset": str(config.get("dataset") or folder_dataset),
+            "model": model, "label": model_label(model), "config": config,
+            "metrics": metrics, "history": history}
+
+
+def _split_value(metrics: dict, split: str, key: str) -> float:
+    value = (metrics.get(split) or {}).get(key)
+    return float(value) if value is not None else math.nan
+
+
+def run_row(run_dir: str | Path) -> dict[str, Any]:
+    """One collect_runs row; an unfinished run gets NaN numbers and a reason in ``detail``."""
+    run_dir = Path(run_dir)
+    status, detail = run_status(run_dir)
+    try:
+        config = _read_config(run_dir)
+    except (OSError, yaml.YAMLError) as e:
+        config, detail = {}, (detail + "; " if detail else "") + f"config.yaml unreadable: {e}"
+    folder_dataset, folder_model = _names_from_folder(run_dir)
+    model = model_key(str(config.get("model") or folder_model))
+    row: dict[str, Any] = dict.fromkeys(RUN_COLUMNS, math.nan)
+    row.update(dataset=str(config.get("dataset") or folder_dataset), model=model,
+               model_label=model_label(model), status=status, detail=detail,
+               lr=config.get("lr", math.nan), seed=config.get("seed", math.nan),
+               weights_source=None, stopped_early=None, path=str(run_dir))
+    if status != STATUS_COMPLETE:
+        return row
+    m = _read_json(run_dir / "metrics.json")
+    row.update(
+        train_acc=_split_value(m, "train", "accuracy"), val_acc=_split_value(m, "val", "accuracy"),
+        test_acc=_split_value(m, "test", "accuracy"),
+        precision=_split_value(m, "test", "precision_macro"),
+        recall=_split_value(m, "test", "recall_macro"), f1=_split_value(m, "test", "f1_macro"),
+        epochs_run=m.get("epochs_run", math.nan), best_epoch=m.get("best_epoch", math.nan),
+        stopped_early=m.get("stopped_early"), seconds=m.get("seconds", math.nan),
+        weights_source=m.get("weights_source"))
+    return row
+
+
+def _is_run_folder(path: Path) -> bool:
+    markers = ("config.yaml", "metrics.json", "history.csv")
+    return path.is_dir() and ("__" in path.name or any((path / f).exists() for f in markers))
+
+
+def collect_runs(profile_dir: str | Path) -> pd.DataFrame:
+    """One row per run folder under a profile (or the folder itself if it is one run).
+
+    Unfinished runs are kept as rows with status != 'complete' so a report shows what is missing
+    instead of silently dropping it.
+    """
+    profile_dir = Path(profile_dir)
+    if not profile_dir.is_dir():
+        raise FileNotFoundError(f"no run folder or profile folder at {profile_dir}")
+    if (profile_dir / "metrics.json").exists() or (profile_dir / "config.yaml").exists():
+        folders = [profile_dir]
+    else:
+        folders = sorted(p for p in profile_dir.iterdir()
+                         if not p.name.startswith(".") and _is_run_folder(p))
+    rows = [run_row(f) for f in folders]
+    return pd.DataFrame(rows, columns=list(RUN_COLUMNS))
+
+
+def complete_runs(runs: pd.DataFrame) -> dict[tuple[str, str], dict]:
+    """(dataset, model_label) -> load_run dict for the complete rows: what the plots take."""
+    out: dict[tuple[str, str], dict] = {}
+    for row in runs[runs["status"] == STATUS_COMPLETE].itertuples():
+        run = load_run(row.path)
+        if run is not None:
+            out[(run["dataset"], run["label"])] = run
+    return out
+
+
+def _ordered(values, first: tuple[str, ...]) -> list[str]:
+    """The paper's order first, anything else after it, sorted for a stable table."""
+    values = list(dict.fromkeys(values))
+    return [v for v in first if v in values] + sorted(v for v in values if v not in first)
+
+
+def _row_order(keys: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    datasets = _ordered([d for d, _ in keys], DATASETS)
+    models = _ordered([m for _, m in keys], PAPER_MODELS)
+    present = set(keys)
+    return [(d, m) for d in datasets for m in models if (d, m) in present]
+
+
+def table_ii(runs: pd.DataFrame, all_paper_rows: bool = False) -> pd.DataFrame:
+    """Our numbers beside the paper's, row per (dataset, model) in the paper's order.
+
+    Columns are a MultiIndex (metric, source) with source in ours / paper / diff (ours - paper,
+    as fractions). Rows come from ``runs`` (unfinished runs appear with NaN ours); with
+    ``all_paper_rows`` every Table II row appears too. Several complete runs of one
+    (dataset, model), e.g. seeds from several profiles, are averaged.
+    """
+    runs = runs.copy()
+    keys = list(zip(runs["dataset"], runs["model_label"]))
+    if all_paper_rows:
+        keys += list(paper_table().index)
+    order = _row_order(keys)
+    index = pd.MultiIndex.from_tuples(order, names=["dataset", "model"])
+    done = runs[runs["status"] == STATUS_COMPLETE]
+    ours = (done.groupby(["dataset", "model_label"])[list(METRICS)].mean()
+            if len(done) else pd.DataFrame(columns=list(METRICS)))
+    ours = ours.reindex(index).astype(float)
+    paper = paper_table().reindex(index).astype(float)
+    parts = {"ours": ours, "paper": paper, "diff": ours - paper}
+    out = pd.concat(parts, axis=1).swaplevel(axis=1)
+    columns = pd.MultiIndex.from_product([METRICS, SOURCES], names=["metric", "source"])
+    return out.reindex(columns=columns)
+
+
+def _pct(value: float) -> str:
+    return "—" if pd.isna(value) else f"{value * 100:.2f}%"
+
+
+def _pp(value: float) -> str:
+    return "—" if pd.isna(value) else f"{value * 100:+.2f}"
+
+
+def _display_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Readable labels: dataset names as the paper prints them, metric names as its headers."""
+    out = df.copy()
+    out.index = pd.MultiIndex.from_tuples([(dataset_name(d), m) for d, m in df.index],
+                                          names=["Dataset", "Model"])
+    out.columns = pd.MultiIndex.from_tuples(
+        [(METRIC_NAMES.get(m, m), "Δ (pp)" if s == "diff" else s) for m, s in df.columns],
+        names=["metric", ""])
+    return out
+
+
+def format_table_ii(df: pd.DataFrame):
+    """A notebook-ready Styler (percent, 2 decimals; diff in percentage points), or the markdown
+    text when pandas' Styler is unavailable (it needs jinja2)."""
+    shown = _display_frame(df)
+    try:
+        styler = shown.style
+    except ImportError:
+        return table_ii_markdown(df)
+    diff_cols = [c for c in shown.columns if c[1] == "Δ (pp)"]
+    value_cols = [c for c in shown.columns if c not in diff_cols]
+    return (styler.format(_pct, subset=value_cols).format(_pp, subset=diff_cols)
+            .set_caption("Table II: ours vs the paper (Δ = ours − paper, percentage points)"))
+
+
+def table_ii_markdown(df: pd.DataFrame) -> str:
+    """Markdown, one cell per metric as ``ours / paper (Δ pp)``, so it fits a README or a log."""
+    headers = ["Dataset", "Model"] + [METRIC_NAMES.get(m, m) for m in METRICS]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    previous = None
+    for (dataset, model), row in df.iterrows():
+        cells = [dataset_name(dataset) if dataset != previous else "", str(model)]
+        previous = dataset
+        for m in METRICS:
+            ours, paper, diff = (row[(m, s)] for s in SOURCES)
+            cells.append(f"{_pct(ours)} / {_pct(paper)} ({_pp(diff)})")
+        lines.append("| " + " | ".join(cells) + " |")
+    note = ("Cells: ours / paper (ours − paper, percentage points); — = no value. The paper prints "
+            "precision, recall and F1 (macro here) as whole percents.")
+    return "\n".join(lines) + "\n\n" + note + "\n"
