@@ -21,15 +21,22 @@ def detect_platform() -> str:
     """'kaggle', 'colab' or 'local'."""
     if os.environ.get("KAGGLE_KERNEL_RUN_TYPE") or Path("/kaggle/input").is_dir():
         return "kaggle"
-    if os.environ.get("COLAB_RELEASE_TAG") or importlib.util.find_spec("google.colab") is not None:
+    if os.environ.get("COLAB_RELEASE_TAG") or _importable("google.colab"):
         return "colab"
     return "local"
+
+
+def _importable(module: str) -> bool:
+    try:  # find_spec raises, rather than returning None, when a parent package is missing
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
 
 
 def missing_packages(include_optional: bool = True) -> list[str]:
     """pip names of the packages that are not importable."""
     wanted = {**REQUIRED, **(OPTIONAL if include_optional else {})}
-    return [pip for mod, pip in wanted.items() if importlib.util.find_spec(mod) is None]
+    return [pip for mod, pip in wanted.items() if not _importable(mod)]
 
 
 def install(packages: list[str]) -> None:
