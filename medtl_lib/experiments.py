@@ -39,6 +39,7 @@ class Profile:
     description: str = ""
     synthetic: dict[str, Any] | None = None  # stand-in settings when the profile is offline
     data_dirs: dict[str, str] = field(default_factory=dict)
+    walkthrough: str = "recorded"  # notebook 02 replays the first run, or a simulated one
 
     @property
     def datasets(self) -> list[str]:
@@ -61,7 +62,7 @@ def load_profile(name_or_path: str | os.PathLike, runs_dir: str | os.PathLike = 
                                 "or give a path to a YAML file)")
     spec = yaml.safe_load(path.read_text()) or {}
     unknown = set(spec) - {"name", "description", "synthetic", "datasets", "models", "defaults",
-                           "overrides", "data_dirs"}
+                           "overrides", "data_dirs", "walkthrough"}
     if unknown:
         raise ValueError(f"{path}: unknown profile key(s) {sorted(unknown)}")
     name = spec.get("name") or path.stem
@@ -85,7 +86,11 @@ def load_profile(name_or_path: str | os.PathLike, runs_dir: str | os.PathLike = 
             runs.append(RunConfig.from_dict(d))
     if not runs:
         raise ValueError(f"{path}: the profile names no runs (needs 'datasets' and 'models')")
-    return Profile(name, runs, out_root, spec.get("description", ""), synthetic, data_dirs)
+    walkthrough = spec.get("walkthrough", "recorded")
+    if walkthrough not in ("recorded", "simulated"):
+        raise ValueError(f"{path}: walkthrough must be 'recorded' or 'simulated'")
+    return Profile(name, runs, out_root, spec.get("description", ""), synthetic, data_dirs,
+                   walkthrough)
 
 
 @dataclass
@@ -126,7 +131,8 @@ def plan(profile: Profile, only: str | None = None) -> list[Step]:
     first = Path(runs[0].out or "")
     steps.append(Step("02_dual_monitor_walkthrough", NOTEBOOKS / "02_dual_monitor_walkthrough.ipynb",
                       root / "02_dual_monitor_walkthrough.ipynb",
-                      {"run_dir": str(first), "static": True,
+                      {"run_dir": str(first) if profile.walkthrough == "recorded" else "",
+                       "static": True,
                        "figure_out": str(root / "figures" / "walkthrough.png")}))
     steps.append(Step("05_results", NOTEBOOKS / "05_results.ipynb", root / "05_results.ipynb",
                       {"profile_dir": str(root), "figures_dir": str(root / "figures")}))
