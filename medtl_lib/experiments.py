@@ -223,12 +223,24 @@ def execute(notebook: Path, output: Path, parameters: dict[str, Any], kernel: st
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:
+        extra = {"kernel_manager_class": _kernel_manager()} if os.name == "posix" else {}
         pm.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name=kernel,
-                            cwd=str(NOTEBOOKS), log_output=True, progress_bar=False,
-                            stdout_file=None, stderr_file=None)
+                            cwd=str(NOTEBOOKS), log_output=True, progress_bar=False, **extra)
     finally:
         logger.removeHandler(handler)
         handler.close()
+
+
+def _kernel_manager():
+    """Kernels over local IPC sockets: nothing listens on TCP, and recent ipykernel stops
+    printing its 'running over TCP without encryption' warning once per notebook."""
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import CaselessStrEnum
+
+    class IPCKernelManager(AsyncKernelManager):
+        transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc")
+
+    return IPCKernelManager
 
 
 def export_html_report(executed: Path) -> Path:
