@@ -73,3 +73,29 @@ def select_device(preference: str = "auto", amp: str = "auto") -> DeviceInfo:
         dtype = torch.float16  # with a GradScaler: fp16 gradients underflow otherwise
     prec = {None: "fp32", torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast + GradScaler"}[dtype]
     return DeviceInfo(torch.device("cuda", 0), dtype, f"CUDA: {msg}; {prec}")
+
+
+def tune_cpu_allocator() -> bool:
+    """Keep freed activation buffers in the process instead of returning them to the OS.
+
+    glibc hands large blocks back with munmap/trim after every step and page-faults them in
+    again on the next one; on a 2-core machine that costs ~25% of a CPU training step (measured:
+    EfficientNet-Lite0, 128 px, ~62 -> ~80 images/s, system time 48 s -> 4 s). The price is that
+    the process keeps its peak memory. Linux/glibc only; elsewhere it does nothing.
+    Returns True when the settings were applied.
+    """
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # musl and others have no mallopt
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    ok = mallopt(m_mmap_threshold, 32 * 1024 * 1024)  # the largest glibc accepts
+    ok &= mallopt(m_trim_threshold, 2**31 - 1)
+    return bool(ok)
