@@ -136,5 +136,9 @@ def test_a_failing_run_is_reported_and_the_others_go_on(tmp_path, synth_root):
     assert steps["sarscov2_ct__no_such_model/04_evaluate"].status == "skipped"
     assert steps["sarscov2_ct__test_resnet/03_train"].status == "ok"
     assert steps["05_results"].status == "ok"
+    # run again from the command line: the finished run is skipped, the broken one fails again
+    # and the exit code says so
     assert experiments.main([str(tmp_path / "p.yaml"), "--runs-dir", str(tmp_path / "runs"),
-                             "--dry-run"]) == 0
+                             "--only", "*no_such_model"]) == 1
+    assert experiments.main([str(tmp_path / "p.yaml"), "--runs-dir", str(tmp_path / "runs"),
+                             "--only", "*test_resnet", "--dry-run"]) == 0
