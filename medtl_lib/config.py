@@ -16,6 +16,7 @@ from .utils import atomic_write_text
 
 STRATEGIES = ("full", "linear_probe")
 SPLIT_MODES = ("stratified", "predefined")
+GROUPINGS = ("duplicates", "patient", "none")
 DEVICES = ("auto", "cpu", "cuda")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 
@@ -42,6 +43,7 @@ class RunConfig:
     val_frac: float = 0.1
     test_frac: float = 0.1
     split_csv: str | None = None  # reuse a saved split manifest
+    group_by: str = "duplicates"  # keep groups in one split: duplicates | patient (+duplicates) | none
     crop_scale_min: float = 0.5  # RandomResizedCrop scale lower bound (timm default is 0.08)
     hflip: float = 0.5
     seed: int = 42
@@ -69,6 +71,8 @@ class RunConfig:
                f"num_workers must be >= 0, got {self.num_workers}")
         _check(self.strategy in STRATEGIES, f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         _check(self.split in SPLIT_MODES, f"split must be one of {SPLIT_MODES}, got {self.split!r}")
+        _check(self.group_by in GROUPINGS,
+               f"group_by must be one of {GROUPINGS}, got {self.group_by!r}")
         _check(self.device in DEVICES, f"device must be one of {DEVICES}, got {self.device!r}")
         _check(self.amp in AMP_MODES, f"amp must be one of {AMP_MODES}, got {self.amp!r}")
 

@@ -3,6 +3,7 @@ written into one run folder. Rerunning with the same config resumes or, when fin
 the saved result."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -17,7 +18,8 @@ from .config import RunConfig
 from .data.index import DataIndex, build_index
 from .data.loaders import ImageDataset, build_transforms, make_loader
 from .data.registry import get_spec
-from .data.splits import load_split, predefined_split, save_split, stratified_split
+from .data.splits import (grouped_split, load_split, predefined_split, save_split,
+                          stratified_split)
 from .device import select_device, tune_cpu_allocator
 from .evaluation.metrics import classification_metrics, predictions_frame
 from .models.factory import create_model
@@ -51,7 +53,10 @@ def prepare_data(cfg: RunConfig, out: Path | None = None) -> DataIndex:
     """Scan the dataset, apply the bad-file policy and attach a ``split`` column.
 
     The split comes from, in order: the run folder's own split.csv (resume), ``cfg.split_csv``,
-    the dataset's test folder (``split='predefined'``), or the paper's stratified split.
+    the dataset's test folder (``split='predefined'``), or the paper's stratified 0.8/0.1/0.1.
+    By default (``group_by='duplicates'``) every group of duplicate images stays inside one
+    split; the run folder records the grouping in split_info.json and the groups in
+    duplicates.csv and in split.csv's ``group`` column.
     """
     spec = get_spec(cfg.dataset)
     root = spec.find(cfg.data_dir)
@@ -72,17 +77,52 @@ def prepare_data(cfg: RunConfig, out: Path | None = None) -> DataIndex:
         split = load_split(own, frame)
     elif cfg.split_csv:
         split = load_split(cfg.split_csv, frame)
-    elif cfg.split == "predefined":
-        if not spec.test_folder:
-            raise ValueError(f"dataset '{cfg.dataset}' has no predefined test folder; "
-                             "use split='stratified'")
-        split = predefined_split(frame, spec.test_folder, cfg.val_frac, cfg.seed)
     else:
-        split = stratified_split(frame, cfg.val_frac, cfg.test_frac, cfg.seed)
+        groups = split_groups(index, cfg.group_by, out)
+        if groups is not None:
+            frame = frame.assign(group=groups)
+        if cfg.split == "predefined":
+            if not spec.test_folder:
+                raise ValueError(f"dataset '{cfg.dataset}' has no predefined test folder; "
+                                 "use split='stratified'")
+            split = predefined_split(frame, spec.test_folder, cfg.val_frac, cfg.seed, groups)
+        elif groups is not None:
+            split = grouped_split(frame, groups, cfg.val_frac, cfg.test_frac, cfg.seed)
+        else:
+            split = stratified_split(frame, cfg.val_frac, cfg.test_frac, cfg.seed)
+        if out is not None:
+            info = _grouping_info(cfg.group_by, groups, split)
+            atomic_write_json(out / "split_info.json", info)
     index.frame = frame.assign(split=split)
     if out is not None and not (own is not None and own.is_file()):
         save_split(index.frame, own)
     return index
+
+
+def split_groups(index: DataIndex, group_by: str, out: Path | None = None) -> pd.Series | None:
+    """What must stay together in one split: copies of an image (exact or near duplicates, found
+    by the leakage audit) and, with 'patient', everything of one patient where the file names
+    say who it is. None for 'none' (the image-level split that leaks duplicates)."""
+    if group_by == "none":
+        return None
+    from .data.audit import audit_index, duplicate_groups, write_audit
+
+    base = index if group_by == "patient" else dataclasses.replace(
+        index, frame=index.frame.assign(group=index.frame["path"]))
+    audit = audit_index(base, progress=False)
+    if out is not None:
+        write_audit(audit, out)
+    return duplicate_groups(base, audit)
+
+
+def _grouping_info(group_by: str, groups: pd.Series | None, split: pd.Series) -> dict:
+    """Recorded with the run: which grouping made the split and how much it merged."""
+    info: dict = {"group_by": group_by, "splits": split.value_counts().to_dict()}
+    if groups is not None:
+        sizes = groups.value_counts()
+        info.update(groups=int(sizes.size), merged_groups=int((sizes > 1).sum()),
+                    images_in_merged_groups=int(sizes[sizes > 1].sum()))
+    return info
 
 
 def train_run(cfg: RunConfig, progress: bool | None = None, log=print) -> RunResult:
@@ -157,6 +197,7 @@ def train_run(cfg: RunConfig, progress: bool | None = None, log=print) -> RunRes
         model=cfg.model, timm_name=info.timm_name, weights_source=info.weights_source,
         device=dev.description, torch=torch.__version__,
         bad_files=int(len(index.bad_files)),
+        group_by=cfg.group_by,
         seconds=round(time.perf_counter() - t_start, 1),
         status="complete",
     )

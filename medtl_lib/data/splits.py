@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
 from ..utils import atomic_write
 
-SPLITS = ("train", "val", "test")
+SPLITS = ("train", "val", "test", "excluded")
 
 
 def stratified_split(frame: pd.DataFrame, val_frac: float = 0.1, test_frac: float = 0.1,
@@ -25,17 +25,61 @@ def stratified_split(frame: pd.DataFrame, val_frac: float = 0.1, test_frac: floa
     return _assign(frame, train, val, test)
 
 
+def grouped_split(frame: pd.DataFrame, groups: pd.Series, val_frac: float = 0.1,
+                  test_frac: float = 0.1, seed: int = 42) -> pd.Series:
+    """Like :func:`stratified_split`, but every group (duplicates, a patient) stays in one split.
+
+    Without any group of two or more images this *is* the stratified split, so grouping changes
+    nothing on clean data. Otherwise sklearn's StratifiedGroupKFold cuts one fold of about
+    ``test_frac`` for test, then one of about ``val_frac`` (of the whole) from the rest for val.
+    """
+    _check_fracs(val_frac, test_frac)
+    if groups.value_counts().max() <= 1:
+        return stratified_split(frame, val_frac, test_frac, seed)
+    idx = frame.index.to_numpy()
+    test = _group_fold(idx, frame["label"].to_numpy(), groups.to_numpy(), round(1 / test_frac), seed)
+    rest = idx[~frame.index.isin(test)]
+    val = _group_fold(rest, frame.loc[rest, "label"].to_numpy(), groups.loc[rest].to_numpy(),
+                      round((1 - test_frac) / val_frac), seed)
+    train = rest[~pd.Index(rest).isin(val)]
+    return _assign(frame, train, val, test)
+
+
+def _group_fold(idx, labels, groups, n_splits: int, seed: int):
+    folds = StratifiedGroupKFold(n_splits=max(2, n_splits), shuffle=True, random_state=seed)
+    _, held_out = next(folds.split(idx, labels, groups))
+    return idx[held_out]
+
+
 def predefined_split(frame: pd.DataFrame, test_folder: str, val_frac: float = 0.1,
-                     seed: int = 42) -> pd.Series:
-    """Test = the dataset's own test folder; val is a stratified ``val_frac`` of the rest."""
+                     seed: int = 42, groups: pd.Series | None = None) -> pd.Series:
+    """Test = the dataset's own test folder; val is a stratified ``val_frac`` of the rest.
+
+    With ``groups``, images outside the test folder that share a group with a test image are
+    'excluded' (the test folder is fixed, so their copies cannot move), and val is grouped too.
+    """
     is_test = frame["source_split"].str.lower() == test_folder.lower()
     if not is_test.any():
         raise ValueError(f"split='predefined' needs a '{test_folder}' folder; none of the images "
                          "came from one. Use split='stratified'.")
-    rest = frame.index[~is_test].to_numpy()
-    train, val = train_test_split(rest, test_size=val_frac, stratify=frame.loc[rest, "label"],
-                                  random_state=seed)
-    return _assign(frame, train, val, frame.index[is_test].to_numpy())
+    excluded = frame.index[0:0].to_numpy()
+    if groups is not None:
+        leaks = ~is_test & groups.isin(set(groups[is_test]))
+        excluded = frame.index[leaks].to_numpy()
+        is_rest = ~is_test & ~leaks
+    else:
+        is_rest = ~is_test
+    rest = frame.index[is_rest].to_numpy()
+    if groups is not None and groups[is_rest].value_counts().max() > 1:
+        val = _group_fold(rest, frame.loc[rest, "label"].to_numpy(), groups.loc[rest].to_numpy(),
+                          round(1 / val_frac), seed)
+        train = rest[~pd.Index(rest).isin(val)]
+    else:
+        train, val = train_test_split(rest, test_size=val_frac, stratify=frame.loc[rest, "label"],
+                                      random_state=seed)
+    split = _assign(frame, train, val, frame.index[is_test].to_numpy())
+    split.loc[excluded] = "excluded"
+    return split
 
 
 def _assign(frame: pd.DataFrame, train, val, test) -> pd.Series:
