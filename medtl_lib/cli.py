@@ -57,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     c = data.add_parser("check", help="counts per class and every problem found")
     c.add_argument("path")
     c.add_argument("--dataset", default="folder")
+    a = data.add_parser("audit", help="exact and near-duplicate images within/across classes and splits")
+    a.add_argument("path")
+    a.add_argument("--dataset", default="folder")
+    a.add_argument("--out", help="write DIR/duplicates.csv (group,kind,path,label,split) and a summary")
+    a.add_argument("--max-distance", type=int, help="near-duplicate pHash distance (bits of 256)")
+    a.add_argument("--exact-only", action="store_true", help="byte-identical files only")
     s = data.add_parser("synth", help="write a synthetic stand-in in the real layout")
     s.add_argument("name")
     s.add_argument("--out", required=True)
@@ -99,6 +105,16 @@ def main(argv: list[str] | None = None) -> int:
             from .data.check import check_dataset
 
             return check_dataset(args.path, args.dataset)
+        if args.command == "data" and args.data_command == "audit":
+            from .data.audit import HAMMING_THRESHOLD, audit_dataset, format_summary, write_audit
+
+            result = audit_dataset(args.path, args.dataset, near=not args.exact_only,
+                                   max_distance=args.max_distance if args.max_distance is not None
+                                   else HAMMING_THRESHOLD)
+            print(format_summary(result))
+            if args.out:
+                print(f"wrote {write_audit(result, args.out)}")
+            return 0
         if args.command == "data" and args.data_command == "synth":
             from .data.synthetic import write_synthetic
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -76,3 +77,28 @@ def test_bench_train_reports_both_loops(synth_root, capsys):
     assert report["kit_images_per_s"] > 0 and report["bare_images_per_s"] > 0
     assert report["ratio"] == pytest.approx(report["kit_images_per_s"] / report["bare_images_per_s"],
                                             rel=1e-3)
+
+
+def test_audit_cli_and_duplicate_grouped_run(synth_root, tmp_path, capsys):
+    src = synth_root("sarscov2_ct", n_per_class=20, size=32)
+    data = tmp_path / "ct"
+    shutil.copytree(src, data)
+    covid = sorted((data / "COVID").iterdir())
+    for i in range(4):  # the same scan twice: once under its own name, once under another
+        shutil.copy(covid[i], data / "COVID" / f"copy {i}.png")
+    assert main(["data", "audit", str(data), "--dataset", "sarscov2_ct", "--out",
+                 str(tmp_path / "audit")]) == 0
+    assert "exact: 4 groups" in capsys.readouterr().out
+    dup = pd.read_csv(tmp_path / "audit" / "duplicates.csv")
+    assert list(dup.columns[:5]) == ["group", "kind", "path", "label", "split"]
+    assert (dup["kind"] == "exact").sum() == 8
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "sarscov2_ct", "--data-dir", str(data), "--model",
+                 "test_resnet", "--weights", "none", "--img-size", "32", "--epochs", "1",
+                 "--batch-size", "8", "--num-workers", "0", "--out", str(out), "--no-progress"]) == 0
+    info = json.loads((out / "split_info.json").read_text())
+    assert info["group_by"] == "duplicates" and info["merged_groups"] == 4
+    split = pd.read_csv(out / "split.csv")
+    assert (split.groupby("group")["split"].nunique() == 1).all()
+    assert (out / "duplicates.csv").is_file()
+    assert json.loads((out / "metrics.json").read_text())["group_by"] == "duplicates"

@@ -13,7 +13,8 @@ from medtl_lib.data.images import BadImageError, load_rgb
 from medtl_lib.data.index import build_index
 from medtl_lib.data.registry import (DatasetLayoutError, DatasetNotFoundError, breakhis_patient,
                                      get_spec)
-from medtl_lib.data.splits import load_split, predefined_split, save_split, stratified_split
+from medtl_lib.data.splits import (grouped_split, load_split, predefined_split, save_split,
+                                   stratified_split)
 
 
 def _img(path: Path, mode: str = "RGB", size=(20, 20), color=128) -> Path:
@@ -227,3 +228,34 @@ def test_split_manifest_roundtrip_and_changed_data(tmp_path):
     extra = pd.concat([f, f.iloc[[0]].assign(path="new.png")], ignore_index=True)
     with pytest.raises(ValueError, match="does not cover 1 image"):
         load_split(tmp_path / "split.csv", extra)
+
+
+# ---------------------------------------------------------------- grouped splits
+def test_grouped_split_keeps_groups_together_and_stays_stratified():
+    f = _frame((100, 60, 40))
+    groups = f["path"].copy()
+    for i in range(0, 60, 3):  # twenty groups of three copies in class 0
+        groups.iloc[i:i + 3] = f"dup{i}"
+    s = grouped_split(f, groups, 0.1, 0.1, seed=0)
+    assert (s.groupby(groups).nunique() == 1).all()
+    counts = s.value_counts()
+    assert abs(counts["test"] - 20) <= 3 and abs(counts["val"] - 20) <= 3
+    for lab, n in ((0, 100), (1, 60), (2, 40)):
+        assert abs((s[f["label"] == lab] == "test").sum() - n / 10) <= 3
+    assert s.equals(grouped_split(f, groups, 0.1, 0.1, seed=0))
+
+
+def test_grouped_split_without_groups_is_the_papers_split():
+    f = _frame()
+    assert grouped_split(f, f["path"], seed=5).equals(stratified_split(f, seed=5))
+
+
+def test_predefined_split_excludes_training_copies_of_test_images():
+    f = _frame()
+    groups = f["path"].copy()
+    test_row = f.index[f["source_split"] == "Testing"][0]
+    train_row = f.index[f["source_split"] == "Training"][0]
+    groups[[test_row, train_row]] = "same-scan"
+    s = predefined_split(f, "Testing", 0.1, seed=0, groups=groups)
+    assert s[train_row] == "excluded" and s[test_row] == "test"
+    assert (s == "excluded").sum() == 1
