@@ -144,6 +144,8 @@ def train_run(cfg: RunConfig, progress: bool | None = None, log=print) -> RunRes
         log(f"{out}: already complete, nothing to do (delete the folder to run again).")
         return done
     t_start = time.perf_counter()
+    for stale in out.glob(".*.tmp"):  # a write cut short by a kill; never trusted, so removed
+        stale.unlink(missing_ok=True)
     cfg.save(out / "config.yaml")
     seed_everything(cfg.seed)
 
