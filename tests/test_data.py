@@ -259,3 +259,67 @@ def test_predefined_split_excludes_training_copies_of_test_images():
     s = predefined_split(f, "Testing", 0.1, seed=0, groups=groups)
     assert s[train_row] == "excluded" and s[test_row] == "test"
     assert (s == "excluded").sum() == 1
+
+
+# ---------------------------------------------------------------- more bad input
+def _png_claiming_size(path: Path, width: int, height: int) -> Path:
+    """A tiny valid PNG whose header claims a huge size (a decompression bomb's signature)."""
+    import struct
+    import zlib
+
+    _img(path, "L", (8, 8))
+    raw = bytearray(path.read_bytes())
+    ihdr = 8 + 8  # signature, then length + 'IHDR'
+    raw[ihdr:ihdr + 8] = struct.pack(">II", width, height)
+    crc = zlib.crc32(bytes(raw[12:ihdr + 13]))
+    raw[ihdr + 13:ihdr + 17] = struct.pack(">I", crc)
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def test_decompression_bomb_is_reported_not_decoded(tmp_path):
+    spec = get_spec("folder")
+    for cls in ("a", "b"):
+        _img(tmp_path / cls / "ok.png")
+    _png_claiming_size(tmp_path / "a" / "bomb.png", 40_000, 40_000)
+    index = build_index(spec, spec.locate(tmp_path))
+    bad = dict(zip(index.bad_files["path"], index.bad_files["reason"]))
+    assert "DecompressionBomb" in bad["a/bomb.png"]
+    with pytest.raises(BadImageError, match="too large|Decompression"):
+        load_rgb(tmp_path / "a" / "bomb.png")
+
+
+def test_one_pixel_image_goes_through_the_transforms(tmp_path):
+    from medtl_lib.data.loaders import ImageDataset, build_transforms
+    from medtl_lib.models.factory import create_model
+
+    _img(tmp_path / "tiny.png", "RGB", (1, 1), (10, 20, 30))
+    _, info = create_model("test_resnet", 2, weights="none", img_size=32)
+    train_tf, eval_tf = build_transforms(info.data_config)
+    frame = pd.DataFrame({"path": ["tiny.png"], "label": [1]})
+    for tf in (train_tf, eval_tf):
+        x, y = ImageDataset(tmp_path, frame, tf)[0]
+        assert tuple(x.shape) == (3, 32, 32) and y == 1
+
+
+def test_symlink_loops_are_not_followed(tmp_path):
+    spec = get_spec("folder")
+    for cls in ("a", "b"):
+        _img(tmp_path / cls / "x.png")
+    (tmp_path / "a" / "loop").symlink_to(tmp_path / "a", target_is_directory=True)
+    index = build_index(spec, spec.locate(tmp_path))
+    assert len(index.frame) == 2
+
+
+def test_non_ascii_names_roundtrip(tmp_path):
+    spec = get_spec("folder")
+    _img(tmp_path / "tumör" / "Ünïcödé 脑 1.png")
+    _img(tmp_path / "tumör" / "Ünïcödé 脑 2.png")
+    _img(tmp_path / "normal" / "ok.png")
+    _img(tmp_path / "normal" / "ok2.png")
+    index = build_index(spec, spec.locate(tmp_path))
+    assert "tumör" in index.class_names
+    f = index.frame.assign(split="train")
+    save_split(f, tmp_path / "split.csv")
+    assert load_split(tmp_path / "split.csv", index.frame).eq("train").all()
+    assert load_rgb(index.abspath(f.loc[f["class_name"] == "tumör", "path"].iloc[0])).mode == "RGB"
