@@ -40,6 +40,7 @@ class Profile:
     synthetic: dict[str, Any] | None = None  # stand-in settings when the profile is offline
     data_dirs: dict[str, str] = field(default_factory=dict)
     walkthrough: str = "recorded"  # notebook 02 replays the first run, or a simulated one
+    leakage: dict[str, Any] | None = None  # parameters of notebook 06, when the profile has it
 
     @property
     def datasets(self) -> list[str]:
@@ -62,7 +63,7 @@ def load_profile(name_or_path: str | os.PathLike, runs_dir: str | os.PathLike = 
                                 "or give a path to a YAML file)")
     spec = yaml.safe_load(path.read_text()) or {}
     unknown = set(spec) - {"name", "description", "synthetic", "datasets", "models", "defaults",
-                           "overrides", "data_dirs", "walkthrough"}
+                           "overrides", "data_dirs", "walkthrough", "leakage"}
     if unknown:
         raise ValueError(f"{path}: unknown profile key(s) {sorted(unknown)}")
     name = spec.get("name") or path.stem
@@ -89,8 +90,14 @@ def load_profile(name_or_path: str | os.PathLike, runs_dir: str | os.PathLike = 
     walkthrough = spec.get("walkthrough", "recorded")
     if walkthrough not in ("recorded", "simulated"):
         raise ValueError(f"{path}: walkthrough must be 'recorded' or 'simulated'")
+    leakage = spec.get("leakage")
+    if leakage is not None:
+        leakage = {**leakage, "out_dir": str(out_root / "leakage")}
+        ds = leakage.get("dataset", "brain_tumor_mri")
+        if ds in data_dirs:
+            leakage.setdefault("data_dir", data_dirs[ds])
     return Profile(name, runs, out_root, spec.get("description", ""), synthetic, data_dirs,
-                   walkthrough)
+                   walkthrough, leakage)
 
 
 @dataclass
@@ -134,6 +141,9 @@ def plan(profile: Profile, only: str | None = None) -> list[Step]:
                       {"run_dir": str(first) if profile.walkthrough == "recorded" else "",
                        "static": True,
                        "figure_out": str(root / "figures" / "walkthrough.png")}))
+    if profile.leakage is not None:
+        steps.append(Step("06_leakage", NOTEBOOKS / "06_leakage.ipynb", root / "06_leakage.ipynb",
+                          profile.leakage))
     steps.append(Step("05_results", NOTEBOOKS / "05_results.ipynb", root / "05_results.ipynb",
                       {"profile_dir": str(root), "figures_dir": str(root / "figures")}))
     return steps

@@ -18,7 +18,7 @@ from medtl_lib.config import RunConfig
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 EXPECTED = ["00_setup", "01_data_exploration", "02_dual_monitor_walkthrough", "03_train",
-            "04_evaluate", "05_results"]
+            "04_evaluate", "05_results", "06_leakage"]
 
 
 def _parameters(path: Path) -> dict:
@@ -82,7 +82,7 @@ def test_smoke_profile_runs_every_notebook(smoke):
     profile, steps, lines = smoke
     failed = [(s.name, s.error) for s in steps if s.status != "ok"]
     assert not failed, "\n".join(lines)
-    assert len(steps) == 2 + 2 * len(profile.runs) + 2
+    assert len(steps) == 2 + 2 * len(profile.runs) + 3  # 00, 01; 03+04 per run; 02, 06, 05
     for s in steps:
         nb = nbformat.read(str(s.output), as_version=4)
         errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
@@ -106,6 +106,12 @@ def test_smoke_profile_writes_what_it_promises(smoke):
         assert (root / "figures" / fig).stat().st_size > 5_000, fig
     html = (root / "results.html").read_text()
     assert "Table II" in html and "Brain Tumor" in html and "<img" in html
+    leak = nbformat.read(str(root / "06_leakage.ipynb"), as_version=4)
+    leak_text = json.dumps([c.get("outputs") for c in leak.cells if c.cell_type == "code"])
+    assert "image-level (paper)" in leak_text and "duplicate-grouped" in leak_text
+    grouped = json.loads((root / "leakage" / "brain_tumor_mri__efficientnet_lite0__duplicates"
+                          / "split_info.json").read_text())
+    assert grouped["merged_groups"] > 0  # the planted copies were found and kept together
     results = nbformat.read(str(root / "05_results.ipynb"), as_version=4)
     text = json.dumps([c.get("outputs") for c in results.cells if c.cell_type == "code"])
     assert "SARS-COV-2" in text and "BreaKHis" in text and "Brain Tumor" in text
