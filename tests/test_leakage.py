@@ -23,7 +23,8 @@ def test_planted_copies_are_found_by_the_audit(synth_root, tmp_path):
 
 
 def test_leak_count():
-    split = pd.DataFrame({"split": ["train", "test", "test", "val", "test"]})
-    groups = pd.Series(["a", "a", "b", "c", "c"])
-    # test row 1 shares 'a' with train, row 4 shares 'c' with val, row 2 is alone
-    assert leaked_test_images(split, groups) == 2
+    split = pd.DataFrame({"path": ["p0", "p1", "p2", "p3", "p4", "p5"],
+                          "split": ["train", "test", "test", "val", "test", "test"]})
+    duplicates = pd.DataFrame({"group": [1, 1, 2, 2, 3, 3], "path": ["p0", "p1", "p3", "p4", "p2", "p5"]})
+    # p1 shares group 1 with train, p4 shares 2 with val; p2 and p5 are copies, both in test
+    assert leaked_test_images(split, duplicates) == 2

@@ -30,8 +30,12 @@ def plant_duplicates(src: str | Path, dst: str | Path, fraction: float = 0.3, se
     return dst
 
 
-def leaked_test_images(split: pd.DataFrame, groups: pd.Series) -> int:
-    """Test images whose duplicate group also has a member in train or val: the leak."""
-    g = groups.reindex(split.index)
+def leaked_test_images(split: pd.DataFrame, duplicates: pd.DataFrame) -> int:
+    """Test images whose duplicate group also has a member in train or val: the leak.
+
+    ``split``: a run's split.csv (path, split); ``duplicates``: the audit's (group, path).
+    """
+    group_of = dict(zip(duplicates["path"].astype(str), duplicates["group"].astype(str)))
+    g = split["path"].astype(str).map(lambda p: group_of.get(p, "file:" + p))
     outside = set(g[split["split"].isin(["train", "val"])])
     return int((split["split"].eq("test") & g.isin(outside)).sum())
