@@ -27,6 +27,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--factor", type=float, default=0.5, help="phi (default 0.5)")
     p.add_argument("--split", default="stratified", help="stratified (0.8/0.1/0.1) | predefined")
     p.add_argument("--split-csv", help="reuse the split of an earlier run (its split.csv)")
+    p.add_argument("--group-by", default="duplicates", help="keep groups in one split: duplicates "
+                   "(default) | patient (BreaKHis patients + duplicates) | none (image-level, leaks)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--num-workers", type=int)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
@@ -132,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted: rerun the same command to resume from the last complete epoch",
               file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as exc:
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError, ArithmeticError) as exc:
         print(f"medtl: error: {exc}", file=sys.stderr)
         return 2
     return 1

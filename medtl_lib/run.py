@@ -60,7 +60,7 @@ def prepare_data(cfg: RunConfig, out: Path | None = None) -> DataIndex:
     """
     spec = get_spec(cfg.dataset)
     root = spec.find(cfg.data_dir)
-    index = build_index(spec, root)
+    index = build_index(spec, root, decode=True)  # seconds for these sets; finds truncated files
     if len(index.bad_files):
         if out is not None:
             atomic_write(out / "bad_files.csv", lambda p: index.bad_files.to_csv(p, index=False))

@@ -215,7 +215,7 @@ def test_format_summary(result):
     assert "4 groups of byte-identical files (8 files)" in text
     assert "3 groups" in text and "1 span split folders" in text
     assert "6 groups (13 files); 2 span split folders, 1 have conflicting labels" in text
-    assert "grouped split" in text
+    assert "--group-by duplicates" in text
 
 
 def test_duplicate_groups_merges_planted_and_keeps_others(planted, result):

@@ -102,3 +102,26 @@ def test_audit_cli_and_duplicate_grouped_run(synth_root, tmp_path, capsys):
     assert (split.groupby("group")["split"].nunique() == 1).all()
     assert (out / "duplicates.csv").is_file()
     assert json.loads((out / "metrics.json").read_text())["group_by"] == "duplicates"
+
+
+def test_bad_files_are_skipped_and_listed_or_stop_a_strict_run(synth_root, tmp_path, capsys):
+    src = synth_root("sarscov2_ct", n_per_class=20, size=32)
+    data = tmp_path / "ct"
+    shutil.copytree(src, data)
+    good = (data / "COVID" / "Covid (1).png").read_bytes()
+    (data / "COVID" / "cut.png").write_bytes(good[: len(good) // 2])  # valid header, no pixels
+    (data / "non-COVID" / "empty.png").write_bytes(b"")
+    args = ["train", "--dataset", "sarscov2_ct", "--data-dir", str(data), "--model", "test_resnet",
+            "--weights", "none", "--img-size", "32", "--epochs", "1", "--batch-size", "8",
+            "--num-workers", "0", "--no-progress"]
+    with pytest.warns(UserWarning, match="2 unreadable image"):
+        assert main(args + ["--out", str(tmp_path / "lenient")]) == 0
+    bad = pd.read_csv(tmp_path / "lenient" / "bad_files.csv")
+    assert sorted(bad["path"]) == ["COVID/cut.png", "non-COVID/empty.png"]
+    assert json.loads((tmp_path / "lenient" / "metrics.json").read_text())["bad_files"] == 2
+    split = pd.read_csv(tmp_path / "lenient" / "split.csv")
+    assert "COVID/cut.png" not in set(split["path"]) and len(split) == 40
+    capsys.readouterr()
+    assert main(args + ["--strict", "--out", str(tmp_path / "strict")]) == 2
+    err = capsys.readouterr().err
+    assert "2 unreadable image" in err and "--strict" in err

@@ -388,7 +388,8 @@ def format_summary(result: AuditResult) -> str:
     if s["groups"] == 0:
         lines.append("No duplicates found: random or stratified splits will not leak copies.")
     else:
-        hint = ("Hint: use a grouped split (duplicate_groups) so each group stays inside one split")
+        hint = ("Training keeps each group inside one split by default (--group-by duplicates; "
+                "--group-by none is the leaky image-level split)")
         if has_splits and s["groups_spanning_splits"]:
             hint += (f"; the dataset's own split folders share {s['groups_spanning_splits']} "
                      "groups, so scores on its test folder are inflated")
