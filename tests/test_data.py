@@ -1,6 +1,7 @@
 """Datasets: finding them, their layouts, decoding any image mode, bad files, splits."""
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -323,3 +324,22 @@ def test_non_ascii_names_roundtrip(tmp_path):
     save_split(f, tmp_path / "split.csv")
     assert load_split(tmp_path / "split.csv", index.frame).eq("train").all()
     assert load_rgb(index.abspath(f.loc[f["class_name"] == "tumör", "path"].iloc[0])).mode == "RGB"
+
+
+def test_breakhis_patient_grouping_keeps_patients_in_one_split(synth_root, tmp_path):
+    from medtl_lib.config import RunConfig
+    from medtl_lib.run import prepare_data
+
+    data = synth_root("breakhis_400x", n_per_class=40, size=32)
+    cfg = RunConfig(dataset="breakhis_400x", data_dir=str(data), group_by="patient",
+                    val_frac=0.2, test_frac=0.2)
+    index = prepare_data(cfg, out=tmp_path)
+    f = index.frame
+    patients = f["path"].map(lambda p: breakhis_patient(p.split("/")[-1]))
+    assert (f.groupby(patients)["split"].nunique() == 1).all()
+    assert set(f["split"]) == {"train", "val", "test"}
+    info = json.loads((tmp_path / "split_info.json").read_text())
+    assert info["group_by"] == "patient" and info["merged_groups"] >= 4
+    image_level = prepare_data(RunConfig(dataset="breakhis_400x", data_dir=str(data),
+                                         group_by="none", val_frac=0.2, test_frac=0.2)).frame
+    assert (image_level.groupby(patients)["split"].nunique() > 1).any()  # what grouping prevents
