@@ -1,0 +1,143 @@
+"""Batched random-resized-crop + flip + normalise on whatever device the batch is on.
+
+Why: with images cached as uint8 squares (:mod:`medtl_lib.data.cache`) the only per-sample CPU
+work left in the timm train transform is the crop, resize, flip and normalise. Done per image on
+2-4 cores that still starves a GPU; done here it is one ``grid_sample`` per batch.
+
+Equivalence with ``build_transforms`` (timm ``RandomResizedCropAndInterpolation`` + flip +
+normalise): crop boxes follow torchvision's ``RandomResizedCrop.get_params`` exactly in
+distribution (area fraction uniform in ``scale``, log aspect ratio uniform in ``log(ratio)``,
+``round`` to integer sides, first of 10 attempts that fits, else the centre-crop fallback;
+offsets uniform over the valid integer positions). Resampling is bilinear with pixel centres
+aligned as PIL's resize of the cropped box (no antialias; the crops here shrink by at most
+``stored/img_size``, ~1.14x). Eval mode is the centre crop of ``img_size``, which on a cache stored
+at :func:`~medtl_lib.data.cache.stored_size` equals timm's eval resize + centre crop.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_ATTEMPTS = 10
+
+
+class DeviceAugment(nn.Module):
+    """uint8 ``(B, 3, H, W)`` on any device -> normalised float ``(B, 3, img_size, img_size)``.
+
+    ``train`` sets the initial mode; ``.train()`` / ``.eval()`` switch it as for any module.
+    Pass a ``torch.Generator`` (CPU) to ``forward`` for reproducible crops and flips; without one
+    the global torch RNG is used, as torchvision's transforms do.
+    """
+
+    def __init__(self, img_size: int, mean: Sequence[float], std: Sequence[float],
+                 scale: tuple[float, float] = (0.5, 1.0),
+                 ratio: tuple[float, float] = (3 / 4, 4 / 3), hflip: float = 0.5,
+                 train: bool = True, interpolation: str = "bilinear") -> None:
+        super().__init__()
+        if scale[0] > scale[1] or ratio[0] > ratio[1]:
+            raise ValueError(f"scale and ratio must be (min, max); got {scale}, {ratio}")
+        if interpolation not in ("bilinear", "bicubic", "nearest"):
+            raise ValueError(f"interpolation must be bilinear, bicubic or nearest, not {interpolation!r}")
+        self.img_size = int(img_size)
+        self.scale = (float(scale[0]), float(scale[1]))
+        self.ratio = (float(ratio[0]), float(ratio[1]))
+        self.hflip = float(hflip)
+        self.interpolation = interpolation
+        mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+        std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+        # (x / 255 - mean) / std as one multiply-add
+        self.register_buffer("_mul", 1.0 / (255.0 * std_t), persistent=False)
+        self.register_buffer("_add", -mean_t / std_t, persistent=False)
+        self.train(train)
+
+    def sample_params(self, n: int, height: int, width: int,
+                      generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Crop boxes (top ``i``, left ``j``, ``h``, ``w``; int64) and ``flip`` (bool), on CPU.
+
+        Vectorised torchvision ``get_params``: all 10 attempts are drawn for every sample and the
+        first fitting one is used, which gives the same distribution as drawing them in turn.
+        """
+        g = generator
+        area = float(height * width)
+        u_area = torch.rand(n, _ATTEMPTS, generator=g, dtype=torch.float64)
+        u_ratio = torch.rand(n, _ATTEMPTS, generator=g, dtype=torch.float64)
+        target_area = area * (self.scale[0] + (self.scale[1] - self.scale[0]) * u_area)
+        lo, hi = math.log(self.ratio[0]), math.log(self.ratio[1])
+        aspect = torch.exp(lo + (hi - lo) * u_ratio)
+        w_all = torch.round(torch.sqrt(target_area * aspect)).long()  # round half even, as Python
+        h_all = torch.round(torch.sqrt(target_area / aspect)).long()
+        fits = (w_all > 0) & (w_all <= width) & (h_all > 0) & (h_all <= height)
+        first = fits.to(torch.uint8).argmax(dim=1, keepdim=True)
+        w = w_all.gather(1, first).squeeze(1)
+        h = h_all.gather(1, first).squeeze(1)
+        found = fits.any(dim=1)
+        # torchvision's fallback: the largest centred box with the aspect ratio clamped to `ratio`
+        in_ratio = width / height
+        if in_ratio < min(self.ratio):
+            fw, fh = width, int(round(width / min(self.ratio)))
+        elif in_ratio > max(self.ratio):
+            fw, fh = int(round(height * max(self.ratio))), height
+        else:
+            fw, fh = width, height
+        w = torch.where(found, w, torch.full_like(w, fw))
+        h = torch.where(found, h, torch.full_like(h, fh))
+        u_i = torch.rand(n, generator=g, dtype=torch.float64)
+        u_j = torch.rand(n, generator=g, dtype=torch.float64)
+        i = torch.floor(u_i * (height - h + 1)).long().clamp_max(height - h)  # randint(0, H-h)
+        j = torch.floor(u_j * (width - w + 1)).long().clamp_max(width - w)
+        i = torch.where(found, i, torch.full_like(i, (height - fh) // 2))
+        j = torch.where(found, j, torch.full_like(j, (width - fw) // 2))
+        flip = torch.rand(n, generator=g) < self.hflip
+        return {"i": i, "j": j, "h": h, "w": w, "flip": flip}
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected a (B, 3, H, W) batch, got shape {tuple(x.shape)}")
+        if self.training:
+            out = self._random_resized_crop(x, generator)
+        else:
+            out = self._center_crop(x).to(torch.float32, copy=True)  # never scale x in place
+        return out.mul_(self._mul.to(out.device)).add_(self._add.to(out.device))
+
+    def _center_crop(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        s = self.img_size
+        if height < s or width < s:
+            raise ValueError(f"images of {height}x{width} are smaller than the {s}px crop; build "
+                             "the cache at stored_size(img_size)")
+        top = int(round((height - s) / 2.0))  # torchvision center_crop rounding
+        left = int(round((width - s) / 2.0))
+        return x[:, :, top:top + s, left:left + s]
+
+    def _random_resized_crop(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        n, _, height, width = x.shape
+        p = self.sample_params(n, height, width, generator)
+        # Output pixel u (centre at normalised o) reads input x = j + w * (u + 0.5) / S - 0.5,
+        # as PIL resizing the cropped box; in grid_sample's align_corners=False coordinates
+        # that is x_norm = tx + sx * o. A flip negates sx, mirroring about the box centre.
+        w, h = p["w"].double(), p["h"].double()
+        sx = torch.where(p["flip"], -w / width, w / width)
+        tx = (2.0 * p["j"].double() + w) / width - 1.0
+        sy = h / height
+        ty = (2.0 * p["i"].double() + h) / height - 1.0
+        # The map is separable (x from the column, y from the row), so the grid is two
+        # broadcasts instead of affine_grid's per-pixel matmul (5 ms of a 14 ms CPU batch).
+        s = self.img_size
+        o = (torch.arange(s, dtype=torch.float64) * 2 + 1) / s - 1  # output pixel centres
+        gx = (tx[:, None] + sx[:, None] * o).to(device=x.device, dtype=torch.float32)
+        gy = (ty[:, None] + sy[:, None] * o).to(device=x.device, dtype=torch.float32)
+        grid = torch.stack([gx[:, None, :].expand(n, s, s), gy[:, :, None].expand(n, s, s)], -1)
+        src = x.to(torch.float32, memory_format=torch.contiguous_format)
+        out = F.grid_sample(src, grid, mode=self.interpolation, padding_mode="border",
+                            align_corners=False)
+        if self.interpolation == "bicubic":
+            out = out.clamp_(0.0, 255.0)  # PIL's bicubic saturates at 0..255 too
+        return out
+
+    def extra_repr(self) -> str:
+        return (f"img_size={self.img_size}, scale={self.scale}, ratio={self.ratio}, "
+                f"hflip={self.hflip}, interpolation={self.interpolation!r}")
