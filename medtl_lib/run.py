@@ -73,7 +73,8 @@ def prepare_data(cfg: RunConfig, out: Path | None = None) -> DataIndex:
                       stacklevel=2)
     frame = index.frame
     own = out / "split.csv" if out is not None else None
-    if own is not None and own.is_file():
+    resuming = own is not None and own.is_file()
+    if resuming:
         split = load_split(own, frame)
     elif cfg.split_csv:
         split = load_split(cfg.split_csv, frame)
@@ -94,7 +95,7 @@ def prepare_data(cfg: RunConfig, out: Path | None = None) -> DataIndex:
             info = _grouping_info(cfg.group_by, groups, split)
             atomic_write_json(out / "split_info.json", info)
     index.frame = frame.assign(split=split)
-    if out is not None and not (own is not None and own.is_file()):
+    if own is not None and not resuming:
         save_split(index.frame, own)
     return index
 
