@@ -29,8 +29,9 @@ def bench_train(dataset: str, model: str, data_dir: str | None = None, weights: 
     repeat restarts both from the same weights and optimizer state; one untimed round warms the
     process up, then the order alternates and the median over repeats is reported.
     """
+    # group_by='none': any training batches will do; no need for the leakage audit here
     cfg = RunConfig(dataset=dataset, data_dir=data_dir, model=model, weights=weights,
-                    img_size=img_size, batch_size=batch_size)
+                    img_size=img_size, batch_size=batch_size, group_by="none")
     index = prepare_data(cfg)
     dev = select_device(device)
     allocator_tuned = dev.device.type == "cpu" and tune_cpu_allocator()  # process-wide: both loops

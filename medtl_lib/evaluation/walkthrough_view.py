@@ -192,14 +192,6 @@ def plot_replay(replay_df: pd.DataFrame, baseline_df: pd.DataFrame | None = None
     return fig
 
 
-def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 120) -> Path:
-    """Write a figure PNG (creating the folder), e.g. for ``figure_out`` in notebook 02."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=dpi)
-    return out
-
-
 # ----------------------------------------------------------------------------- frontend detection
 
 def _parent_cmdline() -> list[str]:
