@@ -1,10 +1,16 @@
-"""Benchmarks anyone can rerun (never timed unit tests). ``medtl bench train`` compares the
-kit's training loop with a plain hand-written PyTorch loop on the same model and batches."""
+"""Benchmarks anyone can rerun (never timed unit tests).
+
+* ``medtl bench train``: the kit's training loop vs a plain hand-written PyTorch loop.
+* ``medtl bench loader``: the authors' per-image pipeline vs the decoded cache.
+* ``medtl bench memory``: peak RSS and cache size of real runs on 25/50/100% of a dataset.
+"""
 from __future__ import annotations
 
 import copy
+import json
 import statistics
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -103,3 +109,182 @@ def bench_train(dataset: str, model: str, data_dir: str | None = None, weights: 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
+
+
+def bench_loader(dataset: str, data_dir: str | None = None, img_size: int = 224,
+                 batch_size: int = 32, workers: int | None = None, repeats: int = 3,
+                 model: str = "resnet", device: str = "auto", max_images: int | None = None) -> dict:
+    """Images/s of the authors' per-image pipeline vs the decoded cache, loader alone.
+
+    Both read the same files (the training split, at most ``max_images``) with the same number of
+    worker processes (default: one per core) and the same model's data config (mean/std,
+    interpolation, crop_pct). Reported, median of ``repeats`` full passes after one warm-up batch:
+
+    * ``authors_images_per_s``: PIL decode + timm train transform per image, float batches;
+    * ``cached_images_per_s``: uint8 batches from the cache (built before timing, so the page
+      cache is warm), pinned on CUDA: everything the CPU has to do when the GPU augments;
+    * ``cached_augmented_images_per_s``: the same plus crop/flip/normalise on the bench device
+      (the CPU here): what a CPU-only run pays for its data;
+    * ``cache_build_s``: building the cache from scratch (a private temporary cache folder).
+    """
+    import os
+    import shutil
+    import tempfile
+
+    import timm
+
+    from .data.cache import build_cache, cached_loader, stored_size
+    from .data.gpu_aug import DeviceAugment
+    from .data.loaders import DeviceLoader
+    from .models.factory import resolve_model_name
+    from .utils import medtl_cache_dir
+
+    cfg = RunConfig(dataset=dataset, data_dir=data_dir, img_size=img_size, batch_size=batch_size,
+                    group_by="none")
+    index = prepare_data(cfg)
+    frame = index.frame[index.frame["split"] == "train"]
+    if max_images:
+        frame = frame.iloc[:max_images]
+    if len(frame) < 2 * batch_size:
+        raise ValueError(f"only {len(frame)} training images: too few to time; lower --batch-size")
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    dev = select_device(device)
+    pin = dev.device.type == "cuda"
+    timm_name, _ = resolve_model_name(model)
+    pcfg = timm.models.get_pretrained_cfg(timm_name)
+    data_config = timm.data.resolve_data_config({}, pretrained_cfg=pcfg.to_dict() if pcfg else {})
+    data_config["input_size"] = (3, img_size, img_size)
+
+    train_tf, _ = build_transforms(data_config, cfg.crop_scale_min, cfg.hflip)
+    authors = make_loader(ImageDataset(index.root, frame, train_tf), batch_size, True, workers,
+                          pin, seed=0)
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-", dir=_mkdir(medtl_cache_dir("bench"))))
+    try:
+        t0 = time.perf_counter()
+        cache = build_cache(index.root, frame["path"].tolist(), stored_size(img_size), tmp,
+                            workers=workers, progress=True)
+        build_s = time.perf_counter() - t0
+        labels = frame["label"].astype(int).tolist()
+        raw = cached_loader(cache, labels, batch_size, True, 0, pin, workers)
+        interp = data_config.get("interpolation", "bilinear")
+        aug = DeviceAugment(img_size, data_config["mean"], data_config["std"],
+                            scale=(cfg.crop_scale_min, 1.0), hflip=cfg.hflip,
+                            interpolation=interp if interp in ("bilinear", "bicubic") else "bilinear",
+                            crop_pct=data_config.get("crop_pct") or 0.875)
+        augmented = DeviceLoader(raw, dev.device, aug)
+
+        def rate(loader) -> float:
+            it = iter(loader)
+            next(it)  # warm-up batch: worker start-up and first-touch costs are not throughput
+            _sync(dev.device)
+            n, t0 = 0, time.perf_counter()
+            for x, _ in it:
+                n += x.shape[0]
+            _sync(dev.device)
+            return n / (time.perf_counter() - t0)
+
+        runs: dict[str, list[float]] = {"authors": [], "cached": [], "cached_augmented": []}
+        for _ in range(repeats):
+            for name, loader in (("authors", authors), ("cached", raw),
+                                 ("cached_augmented", augmented)):
+                runs[name].append(rate(loader))
+        cache_gib = cache.nbytes_on_disk() / 2**30
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    return {
+        "dataset": dataset, "images": len(frame), "img_size": img_size,
+        "stored_size": stored_size(img_size), "batch_size": batch_size, "workers": workers,
+        "device": dev.description, "data_config_of": timm_name, "repeats": repeats,
+        "authors_images_per_s": round(med["authors"], 1),
+        "cached_images_per_s": round(med["cached"], 1),
+        "cached_augmented_images_per_s": round(med["cached_augmented"], 1),
+        "cached_vs_authors": round(med["cached"] / med["authors"], 1),
+        "cached_augmented_vs_authors": round(med["cached_augmented"] / med["authors"], 2),
+        "cache_build_s": round(build_s, 2), "cache_gib": round(cache_gib, 3),
+        "runs": {k: [round(x, 1) for x in v] for k, v in runs.items()},
+    }
+
+
+def bench_memory(dataset: str, data_dir: str | None = None, fractions: tuple[float, ...] = (0.25, 0.5, 1.0),
+                 img_size: int = 224, model: str = "efficientnet_lite0", epochs: int = 1,
+                 pipeline: str = "cached", seed: int = 0) -> dict:
+    """Peak RSS and cache size of real ``medtl train`` runs on growing subsets of a dataset.
+
+    Each fraction takes that share of every class (a seeded sample), linked (not copied) into a
+    temporary folder, and runs ``medtl train`` in a child process with a private, empty
+    ``MEDTL_CACHE_DIR``; the child's peak resident set (``wait4``; it includes the cache pages
+    the run touched) and the cache file's size are recorded. Linear growth shows as a constant
+    ``rss_per_image_mib`` across fractions once the model's fixed cost is subtracted (the report
+    fits ``rss = a + b * images``).
+    """
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    import numpy as np
+
+    from .data.registry import get_spec
+    from .data.index import build_index
+    from .utils import medtl_cache_dir
+
+    spec = get_spec(dataset)
+    root = spec.find(data_dir)
+    frame = build_index(spec, root, decode=False).frame
+    rng = np.random.default_rng(seed)
+    rows = []
+    work = Path(tempfile.mkdtemp(prefix="bench-memory-", dir=_mkdir(medtl_cache_dir("bench"))))
+    try:
+        for frac in fractions:
+            if not 0 < frac <= 1:
+                raise ValueError(f"fractions must be in (0, 1], got {frac}")
+            sub = work / f"data_{frac}"
+            picked = []
+            for _, g in frame.groupby("class_name", sort=True):
+                k = max(1, int(round(len(g) * frac)))
+                picked.extend(g["path"].iloc[np.sort(rng.permutation(len(g))[:k])].tolist())
+            for rel in picked:
+                dst = sub / rel
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                os.symlink((root / rel).resolve(), dst)
+            env = dict(os.environ, MEDTL_CACHE_DIR=str(work / f"cache_{frac}"))
+            cmd = [sys.executable, "-m", "medtl_lib", "train", "--dataset", dataset,
+                   "--data-dir", str(sub), "--model", model, "--img-size", str(img_size),
+                   "--epochs", str(epochs), "--pipeline", pipeline, "--no-progress",
+                   "--out", str(work / f"run_{frac}")]
+            t0 = time.perf_counter()
+            proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    text=True)
+            output = proc.stdout.read()
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            if proc.returncode != 0:
+                raise RuntimeError(f"medtl train failed at fraction {frac}:\n{output[-3000:]}")
+            caches = list((work / f"cache_{frac}" / "decoded").glob("*.npy"))
+            metrics = json.loads((work / f"run_{frac}" / "metrics.json").read_text())
+            rows.append({"fraction": frac, "images": len(picked),
+                         "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),  # Linux: KiB
+                         "cache_mib": round(sum(c.stat().st_size for c in caches) / 2**20, 1),
+                         "seconds": round(time.perf_counter() - t0, 1),
+                         "test_accuracy": round(metrics["test"]["accuracy"], 4)})
+            shutil.rmtree(work / f"cache_{frac}", ignore_errors=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    n = np.array([r["images"] for r in rows], dtype=float)
+    rss = np.array([r["peak_rss_mib"] for r in rows])
+    fit = {}
+    if len(rows) >= 2:
+        b, a = np.polyfit(n, rss, 1)
+        resid = rss - (a + b * n)
+        fit = {"rss_fixed_mib": round(float(a), 1), "rss_per_image_kib": round(float(b) * 1024, 1),
+               "max_residual_mib": round(float(np.abs(resid).max()), 1)}
+    return {"dataset": dataset, "model": model, "img_size": img_size, "epochs": epochs,
+            "pipeline": pipeline, "runs": rows, "linear_fit": fit}
+
+
+def _mkdir(p: Path) -> Path:
+    p.mkdir(parents=True, exist_ok=True)
+    return p

@@ -1,4 +1,4 @@
-"""The ``medtl`` command: train, data check, data synth, bench train."""
+"""The ``medtl`` command: train, run, data check/audit/synth, bench train/loader/memory."""
 from __future__ import annotations
 
 import argparse
@@ -29,6 +29,16 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split-csv", help="reuse the split of an earlier run (its split.csv)")
     p.add_argument("--group-by", default="duplicates", help="keep groups in one split: duplicates "
                    "(default) | patient (BreaKHis patients + duplicates) | none (image-level, leaks)")
+    p.add_argument("--crop-scale-min", type=float, default=0.5,
+                   help="random-resized-crop area lower bound (default 0.5)")
+    p.add_argument("--no-augment", dest="augment", action="store_false",
+                   help="train on the eval transform (no crop/flip); lets linear_probe cache features")
+    p.add_argument("--pipeline", default="cached", help="cached (default: decode once into "
+                   "$MEDTL_CACHE_DIR, augment batches on the device) | per_image (the authors': "
+                   "PIL + timm transforms per image per epoch)")
+    p.add_argument("--no-cache-features", dest="cache_features", action="store_false",
+                   help="linear_probe: run the frozen backbone every epoch even when features "
+                   "could be computed once")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--num-workers", type=int)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
@@ -83,6 +93,25 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--batches", type=int, default=20, help="timed batches per repeat")
     b.add_argument("--repeats", type=int, default=5)
     b.add_argument("--device", default="auto")
+    lo = bench.add_parser("loader", help="authors' per-image pipeline vs the decoded cache, images/s")
+    lo.add_argument("--dataset", required=True)
+    lo.add_argument("--data-dir")
+    lo.add_argument("--img-size", type=int, default=224)
+    lo.add_argument("--batch-size", type=int, default=32)
+    lo.add_argument("--workers", type=int, help="loader processes for both (default: one per core)")
+    lo.add_argument("--repeats", type=int, default=3)
+    lo.add_argument("--model", default="resnet", help="whose data config (mean/std, "
+                    "interpolation, crop_pct) to use (default resnet)")
+    lo.add_argument("--device", default="auto", help="where the cached path augments")
+    lo.add_argument("--max-images", type=int, help="time on at most this many training images")
+    m = bench.add_parser("memory", help="peak RSS and cache size of real runs on growing subsets")
+    m.add_argument("--dataset", required=True)
+    m.add_argument("--data-dir")
+    m.add_argument("--fractions", type=float, nargs="+", default=[0.25, 0.5, 1.0])
+    m.add_argument("--img-size", type=int, default=224)
+    m.add_argument("--model", default="efficientnet_lite0")
+    m.add_argument("--epochs", type=int, default=1)
+    m.add_argument("--pipeline", default="cached")
     return parser
 
 
@@ -129,6 +158,15 @@ def main(argv: list[str] | None = None) -> int:
 
             print(json.dumps(bench_train(**{k: v for k, v in vars(args).items()
                                             if k not in ("command", "bench_command")}), indent=2))
+            return 0
+        if args.command == "bench" and args.bench_command in ("loader", "memory"):
+            from . import bench
+
+            fn = bench.bench_loader if args.bench_command == "loader" else bench.bench_memory
+            kwargs = {k: v for k, v in vars(args).items() if k not in ("command", "bench_command")}
+            if "fractions" in kwargs:
+                kwargs["fractions"] = tuple(kwargs["fractions"])
+            print(json.dumps(fn(**kwargs), indent=2))
             return 0
     except KeyboardInterrupt:
         print("\ninterrupted: rerun the same command to resume from the last complete epoch",

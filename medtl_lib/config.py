@@ -19,6 +19,7 @@ SPLIT_MODES = ("stratified", "predefined")
 GROUPINGS = ("duplicates", "patient", "none")
 DEVICES = ("auto", "cpu", "cuda")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
+PIPELINES = ("cached", "per_image")
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,9 @@ class RunConfig:
     group_by: str = "duplicates"  # keep groups in one split: duplicates | patient (+duplicates) | none
     crop_scale_min: float = 0.5  # RandomResizedCrop scale lower bound (timm default is 0.08)
     hflip: float = 0.5
+    augment: bool = True  # False: training sees the eval transform (fixed inputs; see cache_features)
+    pipeline: str = "cached"  # cached (decode once, augment batches on the device) | per_image (PIL + timm per image, the authors')
+    cache_features: bool = True  # frozen backbone and augment=False: compute features once, train the head on them
     seed: int = 42
     num_workers: int | None = None  # None: 0 on CPU, min(8, cores) on CUDA
     device: str = "auto"  # auto | cpu | cuda
@@ -74,6 +78,8 @@ class RunConfig:
         _check(self.group_by in GROUPINGS,
                f"group_by must be one of {GROUPINGS}, got {self.group_by!r}")
         _check(self.device in DEVICES, f"device must be one of {DEVICES}, got {self.device!r}")
+        _check(self.pipeline in PIPELINES,
+               f"pipeline must be one of {PIPELINES}, got {self.pipeline!r}")
         _check(self.amp in AMP_MODES, f"amp must be one of {AMP_MODES}, got {self.amp!r}")
 
     def resolved(self) -> "RunConfig":
@@ -112,9 +118,13 @@ class RunConfig:
         return cls.from_dict(yaml.safe_load(Path(path).read_text()) or {})
 
     def fingerprint(self) -> dict[str, Any]:
-        """What must match for a run folder to be resumed (everything but where and how fast)."""
+        """What must match for a run folder to be resumed (everything but where and how fast).
+
+        ``pipeline`` stays in: the cached path resamples crops on the device, so its pixels (not
+        their distribution) differ from the per-image path's. ``cache_features`` goes: with it the
+        head sees the same numbers, only computed once."""
         d = self.resolved().to_dict()
-        for k in ("out", "num_workers", "data_dir"):
+        for k in ("out", "num_workers", "data_dir", "cache_features"):
             d.pop(k)
         return d
 

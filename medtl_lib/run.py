@@ -16,7 +16,7 @@ import torch
 
 from .config import RunConfig
 from .data.index import DataIndex, build_index
-from .data.loaders import ImageDataset, build_transforms, make_loader
+from .data.loaders import run_loaders
 from .data.registry import get_spec
 from .data.splits import (grouped_split, load_split, predefined_split, save_split,
                           stratified_split)
@@ -25,6 +25,8 @@ from .evaluation.metrics import classification_metrics, predictions_frame
 from .models.factory import create_model
 from .training.dual_monitor import DualMonitor
 from .training.strategies import get_strategy
+from .training.features import (FeatureClassifier, extract_features, feature_cache_decision,
+                                feature_loader)
 from .training.trainer import Trainer
 from .utils import atomic_torch_save, atomic_write, atomic_write_json, seed_everything
 
@@ -161,22 +163,33 @@ def train_run(cfg: RunConfig, progress: bool | None = None, log=print) -> RunRes
         f"split {index.frame['split'].value_counts().to_dict()}")
     log(f"model: {info.timm_name}, weights: {info.weights_source}; device: {dev.description}")
 
-    train_tf, eval_tf = build_transforms(info.data_config, cfg.crop_scale_min, cfg.hflip)
-    frames = {s: index.frame[index.frame["split"] == s] for s in ("train", "val", "test")}
-    for s, f in frames.items():
+    splits = {s: index.frame[index.frame["split"] == s] for s in ("train", "val", "test")}
+    for s, f in splits.items():
         if f.empty:
             raise ValueError(f"the {s} split is empty; the dataset is too small for the fractions "
                              f"val_frac={cfg.val_frac}, test_frac={cfg.test_frac}")
-    pin = dev.device.type == "cuda"
-    train_loader = make_loader(ImageDataset(index.root, frames["train"], train_tf), cfg.batch_size,
-                               True, cfg.num_workers, pin, cfg.seed)
-    eval_loaders = {s: make_loader(ImageDataset(index.root, f, eval_tf), cfg.batch_size, False,
-                                   cfg.num_workers, pin) for s, f in frames.items()}
+    loaders = run_loaders(cfg, index.root, index.frame, splits, info.data_config, dev.device,
+                          progress)
+    log(f"input: {loaders.description}" + (f"; cache file {loaders.cache_path}"
+                                            if loaders.cache_path else ""))
+
+    fit_model, train_loader, eval_loaders = model, loaders.train, loaders.evals
+    use_features, why = feature_cache_decision(strategy, cfg.augment, cfg.cache_features)
+    if use_features:
+        t_feat = time.perf_counter()
+        feats = {s: extract_features(model.backbone, loaders.evals[s], dev, f"features {s}",
+                                     progress) for s in splits}
+        train_loader = feature_loader(*feats["train"], cfg.batch_size, True, cfg.seed)
+        eval_loaders = {s: feature_loader(*feats[s], cfg.batch_size, False) for s in splits}
+        fit_model = FeatureClassifier(model)  # same modules: training it trains model.head
+        why += f" ({len(index.frame)} images in {time.perf_counter() - t_feat:.1f} s)"
+    if strategy.frozen_backbone:
+        log(why)
 
     monitor = DualMonitor(cfg.threshold, cfg.patience, cfg.stop_patience, cfg.factor)
-    trainer = Trainer(model, strategy, monitor, dev, cfg.lr, cfg.weight_decay, ckpt_dir=out,
+    trainer = Trainer(fit_model, strategy, monitor, dev, cfg.lr, cfg.weight_decay, ckpt_dir=out,
                       progress=progress, callbacks=[lambda row: log(format_epoch(row))])
-    log(strategy.describe(model))
+    log(f"{strategy.describe(model)}; compute: {trainer.describe_compute()}")
     fit = trainer.fit(train_loader, eval_loaders["val"], cfg.epochs, seed=cfg.seed)
     if fit.resumed_from:
         log(f"resumed after epoch {fit.resumed_from}")
@@ -187,7 +200,7 @@ def train_run(cfg: RunConfig, progress: bool | None = None, log=print) -> RunRes
     for s in ("train", "val", "test"):
         ev = trainer.evaluate(eval_loaders[s], desc=f"evaluate {s}")
         metrics[s] = classification_metrics(ev.labels, ev.probs, index.class_names)
-        preds = predictions_frame(frames[s]["path"].tolist(), ev.labels, ev.probs, index.class_names)
+        preds = predictions_frame(splits[s]["path"].tolist(), ev.labels, ev.probs, index.class_names)
         atomic_write(out / f"predictions_{s}.csv", lambda p, f=preds: f.to_csv(p, index=False))
     hist = fit.history
     best_row = hist[hist["epoch"] == fit.best_epoch]
@@ -201,6 +214,8 @@ def train_run(cfg: RunConfig, progress: bool | None = None, log=print) -> RunRes
         device=dev.description, torch=torch.__version__,
         bad_files=int(len(index.bad_files)),
         group_by=cfg.group_by,
+        pipeline=cfg.pipeline, input=loaders.description, features_cached=use_features,
+        compute=trainer.describe_compute(),
         seconds=round(time.perf_counter() - t_start, 1),
         status="complete",
     )

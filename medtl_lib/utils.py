@@ -73,3 +73,13 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
+
+
+def medtl_cache_dir(kind: str) -> Path:
+    """Where reusable derived files live: ``$MEDTL_CACHE_DIR/<kind>``, else ``~/.cache/medtl``.
+
+    One root for converted weights and decoded-image caches, so one variable moves (or one
+    ``rm -r`` clears) everything the kit can rebuild.
+    """
+    base = os.environ.get("MEDTL_CACHE_DIR") or Path.home() / ".cache" / "medtl"
+    return Path(base) / kind

@@ -1,13 +1,20 @@
 """Shared fixtures: synthetic stand-ins written once per session (no download, no ../shared)."""
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 
 import pytest
 
 from medtl_lib.data.synthetic import write_synthetic
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach for the network
+# Decoded-image caches and converted weights go to a private folder, never the user's cache.
+_CACHE = tempfile.mkdtemp(prefix="medtl-test-cache-")
+os.environ["MEDTL_CACHE_DIR"] = _CACHE
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

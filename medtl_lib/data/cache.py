@@ -280,34 +280,41 @@ def _pid_alive(pid: int) -> bool:
 
 
 class CachedDataset(Dataset):
-    """(uint8 CHW image, label) from a :class:`DecodedCache`.
+    """(uint8 CHW image, label) from a :class:`DecodedCache`, over all its rows or a subset.
 
-    Indexed with a list of indices (what :func:`cached_loader` does) it returns a whole batch:
-    one gather from the map, then ``(B, 3, S, S)`` as a free permuted view of the (B, S, S, 3)
-    array, i.e. channels_last strides, the layout convolutions on GPU want anyway. A single int
-    returns one image copied out of the read-only map (writable, safe to modify in place).
+    ``rows`` picks cache rows (a split of the dataset the cache holds); ``labels`` align with
+    them. Indexed with a list of positions (what :func:`cached_loader` does) it returns a whole
+    batch: one gather from the map, then ``(B, 3, S, S)`` as a free permuted view of the
+    (B, S, S, 3) array, i.e. channels_last strides, the layout convolutions on GPU want anyway.
+    A single int returns one image copied out of the read-only map (safe to modify in place).
     """
 
-    def __init__(self, cache: DecodedCache, labels: Iterable[int]) -> None:
+    def __init__(self, cache: DecodedCache, labels: Iterable[int],
+                 rows: Sequence[int] | np.ndarray | None = None) -> None:
         self.cache = cache
+        self.rows = np.arange(len(cache), dtype=np.int64) if rows is None else \
+            np.asarray(rows, dtype=np.int64)
         self.labels = torch.as_tensor(np.asarray(list(labels), dtype=np.int64))
-        if len(self.labels) != len(cache):
-            raise ValueError(f"{len(self.labels)} labels for {len(cache)} cached images")
+        if len(self.labels) != len(self.rows):
+            raise ValueError(f"{len(self.labels)} labels for {len(self.rows)} cached images")
+        if len(self.rows) and (self.rows.min() < 0 or self.rows.max() >= len(cache)):
+            raise IndexError(f"rows outside the cache's {len(cache)} images")
 
     def __len__(self) -> int:
-        return len(self.cache)
+        return len(self.rows)
 
     def __getitem__(self, i):
         if isinstance(i, (int, np.integer)):
-            img = torch.from_numpy(np.array(self.cache[int(i)]))
+            img = torch.from_numpy(np.array(self.cache[int(self.rows[int(i)])]))
             return img.permute(2, 0, 1), int(self.labels[int(i)])
         idx = np.asarray(i, dtype=np.int64)
-        batch = torch.from_numpy(self.cache.take(idx))  # zero-copy wrap of the gathered batch
+        batch = torch.from_numpy(self.cache.take(self.rows[idx]))  # zero-copy wrap of the gather
         return batch.permute(0, 3, 1, 2), self.labels[torch.from_numpy(idx)]
 
 
 def cached_loader(cache: DecodedCache, labels: Iterable[int], batch_size: int, train: bool,
-                  seed: int = 0, pin_memory: bool = False, num_workers: int = 0) -> DataLoader:
+                  seed: int = 0, pin_memory: bool = False, num_workers: int = 0,
+                  rows: Sequence[int] | np.ndarray | None = None) -> DataLoader:
     """DataLoader of uint8 batches ``(B, 3, S, S)`` and int64 labels from the cache.
 
     A batch sampler hands whole index lists to the dataset (one memmap gather per batch instead
@@ -316,7 +323,7 @@ def cached_loader(cache: DecodedCache, labels: Iterable[int], batch_size: int, t
     training batch of one image is dropped (BatchNorm), nothing else. No workers by default: a
     gather from page cache is ~1 ms per batch, cheaper than shipping it between processes.
     """
-    ds = CachedDataset(cache, labels)
+    ds = CachedDataset(cache, labels, rows)
     gen = torch.Generator().manual_seed(seed) if train else None
     base = RandomSampler(ds, generator=gen) if train else SequentialSampler(ds)
     drop_last = train and len(ds) > batch_size and len(ds) % batch_size == 1

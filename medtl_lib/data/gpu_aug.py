@@ -10,8 +10,15 @@ distribution (area fraction uniform in ``scale``, log aspect ratio uniform in ``
 ``round`` to integer sides, first of 10 attempts that fits, else the centre-crop fallback;
 offsets uniform over the valid integer positions). Resampling is bilinear with pixel centres
 aligned as PIL's resize of the cropped box (no antialias; the crops here shrink by at most
-``stored/img_size``, ~1.14x). Eval mode is the centre crop of ``img_size``, which on a cache stored
-at :func:`~medtl_lib.data.cache.stored_size` equals timm's eval resize + centre crop.
+``stored/img_size``, ~1.14x).
+
+Eval mode reproduces timm's eval transform (resize the short side to ``floor(img_size /
+crop_pct)``, centre-crop ``img_size``) from the cached square, which covers the whole short side:
+it keeps the same centred fraction ``img_size / floor(img_size / crop_pct)`` of it. When the cache
+was stored at exactly that size (crop_pct 0.875, the kit's cache size) this is a plain crop, pixel
+for pixel timm's result; for other crop_pct (ResNet-50 a1: 0.95, ViT augreg: 0.9) the kept square
+is resized to ``img_size`` (antialiased), a second resampling that differs from timm's by a few
+grey levels, not in field of view.
 """
 from __future__ import annotations
 
@@ -36,7 +43,8 @@ class DeviceAugment(nn.Module):
     def __init__(self, img_size: int, mean: Sequence[float], std: Sequence[float],
                  scale: tuple[float, float] = (0.5, 1.0),
                  ratio: tuple[float, float] = (3 / 4, 4 / 3), hflip: float = 0.5,
-                 train: bool = True, interpolation: str = "bilinear") -> None:
+                 train: bool = True, interpolation: str = "bilinear",
+                 crop_pct: float = 0.875) -> None:
         super().__init__()
         if scale[0] > scale[1] or ratio[0] > ratio[1]:
             raise ValueError(f"scale and ratio must be (min, max); got {scale}, {ratio}")
@@ -47,6 +55,9 @@ class DeviceAugment(nn.Module):
         self.ratio = (float(ratio[0]), float(ratio[1]))
         self.hflip = float(hflip)
         self.interpolation = interpolation
+        if not 0 < crop_pct <= 1:
+            raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct}")
+        self.crop_pct = float(crop_pct)
         mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
         std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
         # (x / 255 - mean) / std as one multiply-add
@@ -109,9 +120,19 @@ class DeviceAugment(nn.Module):
         if height < s or width < s:
             raise ValueError(f"images of {height}x{width} are smaller than the {s}px crop; build "
                              "the cache at stored_size(img_size)")
-        top = int(round((height - s) / 2.0))  # torchvision center_crop rounding
-        left = int(round((width - s) / 2.0))
-        return x[:, :, top:top + s, left:left + s]
+        scale_size = int(math.floor(s / self.crop_pct))  # timm's eval resize target
+        side = s if min(height, width) == scale_size else \
+            min(height, width, int(round(min(height, width) * s / scale_size)))
+        top = int(round((height - side) / 2.0))  # torchvision center_crop rounding
+        left = int(round((width - side) / 2.0))
+        out = x[:, :, top:top + side, left:left + side]
+        if side == s:
+            return out
+        mode = self.interpolation if self.interpolation != "nearest" else "nearest-exact"
+        out = F.interpolate(out.to(torch.float32), size=(s, s), mode=mode,
+                            antialias=mode != "nearest-exact", align_corners=None
+                            if mode == "nearest-exact" else False)
+        return out.clamp_(0.0, 255.0) if mode == "bicubic" else out
 
     def _random_resized_crop(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         n, _, height, width = x.shape
@@ -140,4 +161,5 @@ class DeviceAugment(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"img_size={self.img_size}, scale={self.scale}, ratio={self.ratio}, "
-                f"hflip={self.hflip}, interpolation={self.interpolation!r}")
+                f"hflip={self.hflip}, interpolation={self.interpolation!r}, "
+                f"crop_pct={self.crop_pct}")

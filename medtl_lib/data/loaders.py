@@ -1,15 +1,23 @@
-"""Torch datasets and loaders over an index, with transforms from the model's data config."""
+"""How batches are made: the per-image dataset and transforms, and the choice between that
+pipeline and the decoded cache (:func:`run_loaders`)."""
 from __future__ import annotations
 
 import os
+import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Iterable
 
 import pandas as pd
 import torch
 from timm.data import create_transform
+from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .images import BadImageError, load_rgb
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 
 class ImageDataset(Dataset):
@@ -70,3 +78,98 @@ def make_loader(dataset: Dataset, batch_size: int, train: bool, num_workers: int
     return DataLoader(dataset, batch_size=batch_size, shuffle=train, drop_last=drop_last,
                       num_workers=workers, pin_memory=pin_memory, generator=gen,
                       persistent_workers=False, prefetch_factor=4 if workers else None)
+
+
+class DeviceLoader:
+    """Wraps a loader: moves each batch to ``device``, then applies a batched ``transform`` there.
+
+    For the cached pipeline: uint8 batches travel to the GPU (4x fewer bytes than float) and are
+    cropped, flipped and normalised there. ``generator`` and ``len`` are the wrapped loader's, so
+    the trainer's per-epoch reseed and progress bars work unchanged.
+    """
+
+    def __init__(self, loader: DataLoader, device: torch.device, transform: nn.Module) -> None:
+        self.loader = loader
+        self.device = torch.device(device)
+        self.transform = transform.to(self.device)
+
+    @property
+    def generator(self) -> torch.Generator | None:
+        return self.loader.generator
+
+    @property
+    def dataset(self) -> Dataset:
+        return self.loader.dataset
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        for x, y in self.loader:
+            x = x.to(self.device, non_blocking=True)
+            yield self.transform(x), y.to(self.device, non_blocking=True)
+
+
+@dataclass
+class RunLoaders:
+    train: Iterable  # what the model trains on (eval transform when augment is off)
+    evals: dict[str, Iterable]  # 'train', 'val', 'test' with the eval transform
+    description: str  # one line for the run log and metrics.json (no machine paths)
+    cache_path: Path | None = None  # the decoded cache file, when there is one
+
+
+def run_loaders(cfg: "RunConfig", root: Path, frame: pd.DataFrame, splits: dict[str, pd.DataFrame],
+                data_config: dict, device: torch.device, progress: bool = True) -> RunLoaders:
+    """The one place that turns a run's config and split into batches, for either pipeline.
+
+    ``frame`` is the whole usable index (the cache holds all of it, so every split, seed and model
+    of a dataset at one image size shares one cache); ``splits`` are row subsets of it.
+
+    * ``per_image``: the authors' pipeline, PIL decode + timm transforms per image per epoch.
+    * ``cached``: decode once into ``$MEDTL_CACHE_DIR/decoded`` (:mod:`.cache`), then uint8
+      batches with pinned memory on CUDA, augmented and normalised on the device
+      (:mod:`.gpu_aug`). Workers default to 0: a batch is one gather from the page cache.
+    """
+    pin = device.type == "cuda"
+    size = data_config["input_size"][-1]
+    if cfg.pipeline == "per_image":
+        train_tf, eval_tf = build_transforms(data_config, cfg.crop_scale_min, cfg.hflip)
+        if not cfg.augment:
+            train_tf = eval_tf
+        train = make_loader(ImageDataset(root, splits["train"], train_tf), cfg.batch_size, True,
+                            cfg.num_workers, pin, cfg.seed)
+        evals = {s: make_loader(ImageDataset(root, f, eval_tf), cfg.batch_size, False,
+                                cfg.num_workers, pin) for s, f in splits.items()}
+        workers = train.num_workers
+        return RunLoaders(train, evals, f"per-image pipeline (PIL + timm transforms, {workers} "
+                                        f"worker(s)), {size} px")
+
+    from ..utils import medtl_cache_dir
+    from .cache import build_cache, cached_loader, stored_size
+    from .gpu_aug import DeviceAugment
+
+    stored = stored_size(size)
+    t0 = time.perf_counter()
+    cache = build_cache(root, frame["path"].tolist(), stored, medtl_cache_dir("decoded"),
+                        progress=progress)
+    ready_s = time.perf_counter() - t0
+    workers = cfg.num_workers or 0
+    interp = data_config.get("interpolation", "bilinear")
+    interp = interp if interp in ("bilinear", "bicubic", "nearest") else "bilinear"
+    common = dict(img_size=size, mean=data_config["mean"], std=data_config["std"],
+                  interpolation=interp, crop_pct=data_config.get("crop_pct") or 0.875)
+    train_aug = DeviceAugment(**common, scale=(cfg.crop_scale_min, 1.0), hflip=cfg.hflip,
+                              train=cfg.augment)
+    eval_aug = DeviceAugment(**common, train=False)
+
+    def loader(f: pd.DataFrame, train: bool) -> DeviceLoader:
+        rows = frame.index.get_indexer(f.index)
+        raw = cached_loader(cache, f["label"].astype(int).tolist(), cfg.batch_size, train,
+                            cfg.seed, pin, workers, rows=rows)
+        return DeviceLoader(raw, device, train_aug if train else eval_aug)
+
+    evals = {s: loader(f, False) for s, f in splits.items()}
+    return RunLoaders(loader(splits["train"], True), evals,
+                      f"cached pipeline ({len(cache)} images decoded once at {stored} px, "
+                      f"{cache.nbytes_on_disk() / 2**30:.2f} GiB, ready in {ready_s:.1f} s); "
+                      f"crop/flip/normalise on {device.type}, {workers} worker(s)", cache.path)

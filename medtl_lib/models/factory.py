@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +11,7 @@ import timm
 import torch
 from torch import nn
 
-from ..utils import atomic_torch_save
+from ..utils import atomic_torch_save, medtl_cache_dir
 from . import weights as W
 
 
@@ -158,8 +157,7 @@ def _auto(timm_name: str, kwargs: dict) -> tuple[nn.Module, str]:
 
 
 def _offline_cache_path(timm_name: str) -> Path:
-    base = Path(os.environ.get("MEDTL_CACHE_DIR", Path.home() / ".cache" / "medtl"))
-    return base / "weights" / f"{timm_name}.offline.pth"
+    return medtl_cache_dir("weights") / f"{timm_name}.offline.pth"
 
 
 def _from_file(timm_name: str, kwargs: dict, path: str) -> nn.Module:

@@ -14,6 +14,9 @@ class FineTuneStrategy:
     """Base: every parameter trains at the base learning rate (seed 000: 'full')."""
 
     name = "full"
+    #: True when the backbone is frozen and in eval mode in every epoch: its output for a fixed
+    #: input never changes, which is what allows features to be computed once (training.features).
+    frozen_backbone = False
 
     def param_groups(self, model: nn.Module, lr: float) -> list[dict]:
         """Optimizer groups, built once; every parameter appears so a later epoch can unfreeze."""
@@ -43,6 +46,7 @@ class LinearProbe(FineTuneStrategy):
     """Only the head trains; the backbone stays frozen and in eval mode (BN statistics fixed)."""
 
     name = "linear_probe"
+    frozen_backbone = True
 
     def param_groups(self, model: nn.Module, lr: float) -> list[dict]:
         return [{"params": list(_head(model).parameters()), "lr": lr, "name": "head"}]

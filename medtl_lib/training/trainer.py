@@ -61,10 +61,13 @@ class Trainer:
     ckpt_dir: Path | None = None  # None: nothing written, theta* kept in memory
     progress: bool = True
     callbacks: list[Callable[[dict], None]] = field(default_factory=list)
+    channels_last: bool | None = None  # None: on CUDA for convolutional models (see below)
 
     def __post_init__(self) -> None:
         self.model.to(self.device.device)
-        if self.device.device.type == "cuda":
+        if self.channels_last is None:
+            self.channels_last = self.device.device.type == "cuda" and is_convolutional(self.model)
+        if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.Adamax(self.strategy.param_groups(self.model, self.lr),
                                             lr=self.lr, weight_decay=self.weight_decay)
@@ -177,12 +180,18 @@ class Trainer:
         p, lab = np.concatenate(probs), np.concatenate(labels)
         return EvalResult(loss_sum / len(lab), float((p.argmax(1) == lab).mean()), p, lab)
 
+    def describe_compute(self) -> str:
+        """What the run uses, for the log and metrics.json: precision and memory layout."""
+        prec = {None: "fp32", torch.bfloat16: "bf16 autocast",
+                torch.float16: "fp16 autocast + GradScaler"}[self.device.amp_dtype]
+        return f"{self.device.device.type}, {prec}, channels_last {'on' if self.channels_last else 'off'}"
+
     # ------------------------------------------------------------------ helpers
     def _to_device(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         dev = self.device.device
-        if dev.type == "cuda":
-            x = x.to(dev, non_blocking=True).contiguous(memory_format=torch.channels_last)
-            return x, y.to(dev, non_blocking=True)
+        x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
         return x, y
 
     @staticmethod
@@ -234,6 +243,12 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         self.monitor.load_state_dict(state["monitor"])
         return state
+
+
+def is_convolutional(model: nn.Module) -> bool:
+    """channels_last pays off for convolution stacks (cuDNN's NHWC kernels under AMP); a ViT has
+    one convolution, its patch embedding, so it stays in the default layout."""
+    return sum(isinstance(m, nn.Conv2d) for m in model.modules()) > 1
 
 
 def _len(loader: Iterable) -> int | None:
