@@ -116,15 +116,19 @@ def bench_loader(dataset: str, data_dir: str | None = None, img_size: int = 224,
                  model: str = "resnet", device: str = "auto", max_images: int | None = None) -> dict:
     """Images/s of the authors' per-image pipeline vs the decoded cache, loader alone.
 
-    Both read the same files (the training split, at most ``max_images``) with the same number of
-    worker processes (default: one per core) and the same model's data config (mean/std,
-    interpolation, crop_pct). Reported, median of ``repeats`` full passes after one warm-up batch:
+    Both read the same files (the training split, at most ``max_images``) with the same model's
+    data config (mean/std, interpolation, crop_pct). Reported, median of ``repeats`` full passes
+    after one warm-up batch:
 
-    * ``authors_images_per_s``: PIL decode + timm train transform per image, float batches;
+    * ``authors_images_per_s``: PIL decode + timm train transform per image, float batches, with
+      ``workers`` loader processes (default: one per core, the most that helps it);
     * ``cached_images_per_s``: uint8 batches from the cache (built before timing, so the page
-      cache is warm), pinned on CUDA: everything the CPU has to do when the GPU augments;
-    * ``cached_augmented_images_per_s``: the same plus crop/flip/normalise on the bench device
-      (the CPU here): what a CPU-only run pays for its data;
+      cache is warm), pinned on CUDA, as the kit runs it: in the main process (0 workers), which
+      is everything the CPU has to do when the GPU augments;
+    * ``cached_same_workers_images_per_s``: the same with ``workers`` processes, for a like-for-like
+      count (slower: each batch is then copied between processes);
+    * ``cached_augmented_images_per_s``: cached batches plus crop/flip/normalise on the bench
+      device (the CPU here): what a CPU-only run pays for its data;
     * ``cache_build_s``: building the cache from scratch (a private temporary cache folder).
     """
     import os
@@ -166,7 +170,8 @@ def bench_loader(dataset: str, data_dir: str | None = None, img_size: int = 224,
                             workers=workers, progress=True)
         build_s = time.perf_counter() - t0
         labels = frame["label"].astype(int).tolist()
-        raw = cached_loader(cache, labels, batch_size, True, 0, pin, workers)
+        raw = cached_loader(cache, labels, batch_size, True, 0, pin, 0)
+        raw_workers = cached_loader(cache, labels, batch_size, True, 0, pin, workers)
         interp = data_config.get("interpolation", "bilinear")
         aug = DeviceAugment(img_size, data_config["mean"], data_config["std"],
                             scale=(cfg.crop_scale_min, 1.0), hflip=cfg.hflip,
@@ -184,9 +189,11 @@ def bench_loader(dataset: str, data_dir: str | None = None, img_size: int = 224,
             _sync(dev.device)
             return n / (time.perf_counter() - t0)
 
-        runs: dict[str, list[float]] = {"authors": [], "cached": [], "cached_augmented": []}
+        runs: dict[str, list[float]] = {"authors": [], "cached": [], "cached_same_workers": [],
+                                        "cached_augmented": []}
         for _ in range(repeats):
             for name, loader in (("authors", authors), ("cached", raw),
+                                 ("cached_same_workers", raw_workers),
                                  ("cached_augmented", augmented)):
                 runs[name].append(rate(loader))
         cache_gib = cache.nbytes_on_disk() / 2**30
@@ -199,6 +206,7 @@ def bench_loader(dataset: str, data_dir: str | None = None, img_size: int = 224,
         "device": dev.description, "data_config_of": timm_name, "repeats": repeats,
         "authors_images_per_s": round(med["authors"], 1),
         "cached_images_per_s": round(med["cached"], 1),
+        "cached_same_workers_images_per_s": round(med["cached_same_workers"], 1),
         "cached_augmented_images_per_s": round(med["cached_augmented"], 1),
         "cached_vs_authors": round(med["cached"] / med["authors"], 1),
         "cached_augmented_vs_authors": round(med["cached_augmented"] / med["authors"], 2),
@@ -209,7 +217,7 @@ def bench_loader(dataset: str, data_dir: str | None = None, img_size: int = 224,
 
 def bench_memory(dataset: str, data_dir: str | None = None, fractions: tuple[float, ...] = (0.25, 0.5, 1.0),
                  img_size: int = 224, model: str = "efficientnet_lite0", epochs: int = 1,
-                 pipeline: str = "cached", seed: int = 0) -> dict:
+                 pipeline: str = "cached", seed: int = 0, weights: str = "auto") -> dict:
     """Peak RSS and cache size of real ``medtl train`` runs on growing subsets of a dataset.
 
     Each fraction takes that share of every class (a seeded sample), linked (not copied) into a
@@ -252,7 +260,8 @@ def bench_memory(dataset: str, data_dir: str | None = None, fractions: tuple[flo
                 os.symlink((root / rel).resolve(), dst)
             env = dict(os.environ, MEDTL_CACHE_DIR=str(work / f"cache_{frac}"))
             cmd = [sys.executable, "-m", "medtl_lib", "train", "--dataset", dataset,
-                   "--data-dir", str(sub), "--model", model, "--img-size", str(img_size),
+                   "--data-dir", str(sub), "--model", model, "--weights", weights,
+                   "--img-size", str(img_size),
                    "--epochs", str(epochs), "--pipeline", pipeline, "--no-progress",
                    "--out", str(work / f"run_{frac}")]
             t0 = time.perf_counter()
@@ -267,6 +276,7 @@ def bench_memory(dataset: str, data_dir: str | None = None, fractions: tuple[flo
             metrics = json.loads((work / f"run_{frac}" / "metrics.json").read_text())
             rows.append({"fraction": frac, "images": len(picked),
                          "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),  # Linux: KiB
+                         "cache_bytes": sum(c.stat().st_size for c in caches),
                          "cache_mib": round(sum(c.stat().st_size for c in caches) / 2**20, 1),
                          "seconds": round(time.perf_counter() - t0, 1),
                          "test_accuracy": round(metrics["test"]["accuracy"], 4)})

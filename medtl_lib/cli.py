@@ -112,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--model", default="efficientnet_lite0")
     m.add_argument("--epochs", type=int, default=1)
     m.add_argument("--pipeline", default="cached")
+    m.add_argument("--weights", default="auto")
     return parser
 
 

@@ -6,7 +6,7 @@ import os
 import random
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -83,3 +83,23 @@ def medtl_cache_dir(kind: str) -> Path:
     """
     base = os.environ.get("MEDTL_CACHE_DIR") or Path.home() / ".cache" / "medtl"
     return Path(base) / kind
+
+
+def iterate_with_bar(iterable: Iterable, total: int | None = None, desc: str = "",
+                     enabled: bool = True, **tqdm_kwargs) -> Iterator:
+    """Yield from ``iterable`` while a tqdm bar counts the items; the bar never sees the iterable.
+
+    Why not ``tqdm(loader)``: ``tqdm.auto`` (its asyncio variant) calls ``iter()`` on what it
+    wraps as soon as it is built. For a DataLoader that makes a throwaway iterator every epoch,
+    which starts its worker processes and draws a seed from its generator, shifting the shuffle
+    order away from that of the same loader iterated plainly.
+    """
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc=desc, disable=not enabled, **tqdm_kwargs)
+    try:
+        for item in iterable:
+            yield item
+            bar.update(1)
+    finally:
+        bar.close()

@@ -20,9 +20,9 @@ from typing import Iterable
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
-from tqdm.auto import tqdm
 
 from ..device import DeviceInfo
+from ..utils import iterate_with_bar
 from .strategies import FineTuneStrategy
 
 
@@ -67,8 +67,9 @@ def extract_features(backbone: nn.Module, loader: Iterable, device: DeviceInfo,
     dev = device.device
     feats, labels = [], []
     try:
-        for x, y in tqdm(loader, total=len(loader) if hasattr(loader, "__len__") else None,
-                         desc=desc, leave=False, disable=not progress, dynamic_ncols=True):
+        total = len(loader) if hasattr(loader, "__len__") else None
+        for x, y in iterate_with_bar(loader, total, desc, progress, leave=False,
+                                     dynamic_ncols=True):
             x = x.to(dev, non_blocking=True)
             if dev.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)

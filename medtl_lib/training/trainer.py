@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..device import DeviceInfo
-from ..utils import atomic_torch_save, atomic_write, seed_everything
+from ..utils import atomic_torch_save, atomic_write, iterate_with_bar, seed_everything
 from .dual_monitor import DualMonitor
 from .strategies import FineTuneStrategy
 
@@ -124,9 +124,11 @@ class Trainer:
         correct = torch.zeros((), device=dev, dtype=torch.int64)
         seen = 0
         total = max_batches if max_batches is not None else _len(loader)
-        bar = tqdm(loader, total=total, desc=f"epoch {epoch + 1} train", leave=False,
+        # the bar is updated by hand: tqdm(loader) would iterate the loader once more (see
+        # utils.iterate_with_bar) and shift the shuffle order
+        bar = tqdm(total=total, desc=f"epoch {epoch + 1} train", leave=False,
                    disable=not self.progress, dynamic_ncols=True)
-        for i, (x, y) in enumerate(bar):
+        for i, (x, y) in enumerate(loader):
             if max_batches is not None and i >= max_batches:
                 break
             x, y = self._to_device(x, y)
@@ -150,6 +152,7 @@ class Trainer:
             loss_sum += loss.detach().double() * n
             correct += (logits.detach().argmax(1) == y).sum()
             seen += n
+            bar.update(1)
             if self.progress and (i % 10 == 0):
                 bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", refresh=False)
         bar.close()
@@ -164,8 +167,8 @@ class Trainer:
         self.model.eval()
         dev = self.device.device
         probs, labels, loss_sum = [], [], 0.0
-        for x, y in tqdm(loader, total=_len(loader), desc=desc, leave=False,
-                         disable=not self.progress, dynamic_ncols=True):
+        for x, y in iterate_with_bar(loader, _len(loader), desc, self.progress, leave=False,
+                                     dynamic_ncols=True):
             x, y = self._to_device(x, y)
             with torch.autocast(dev.type, dtype=self.device.amp_dtype or torch.float32,
                                 enabled=self.device.amp_dtype is not None):
