@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted: rerun the same command to resume from the last complete epoch",
               file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError, ArithmeticError) as exc:
+    except (ValueError, OSError, RuntimeError, ArithmeticError) as exc:
         print(f"medtl: error: {exc}", file=sys.stderr)
         return 2
     return 1

@@ -192,3 +192,17 @@ def test_bench_memory_cache_grows_linearly(synth_root, tmp_path, monkeypatch):
     assert small["cache_bytes"] == pytest.approx(48 * per_image, abs=4096)
     assert big["cache_bytes"] == pytest.approx(96 * per_image, abs=4096)
     assert small["peak_rss_mib"] > 50 and big["peak_rss_mib"] > 50
+
+
+def test_cache_refuses_to_fill_the_disk(synth_root, tmp_path, monkeypatch):
+    from collections import namedtuple
+
+    from medtl_lib.data import cache as cache_mod
+
+    data = synth_root("brain_tumor_mri", n_per_class=24, size=40)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(cache_mod.shutil, "disk_usage", lambda p: usage(10**9, 10**9, 10**6))
+    paths = [p.relative_to(data).as_posix() for p in sorted(data.rglob("*.jpg"))]
+    with pytest.raises(OSError, match="MEDTL_CACHE_DIR.*per_image"):
+        cache_mod.build_cache(data, paths, 36, tmp_path / "c", workers=0, progress=False)
+    assert not list((tmp_path / "c").glob("*.npy*"))

@@ -25,10 +25,12 @@ build never leaves a file that looks finished.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
 import os
+import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -189,6 +191,13 @@ def build_cache(root: str | os.PathLike, paths: Sequence[str | os.PathLike], siz
         return DecodedCache(final)
     cache_dir.mkdir(parents=True, exist_ok=True)
     _remove_stale_temps(cache_dir, key)
+    need = len(rels) * size * size * 3
+    free = shutil.disk_usage(cache_dir).free
+    if free < need + (256 << 20):  # keep a margin for everything else on that disk
+        raise OSError(errno.ENOSPC, f"the decoded cache needs {need / 2**30:.2f} GiB in "
+                      f"{cache_dir}, which has {free / 2**30:.2f} GiB free. Point MEDTL_CACHE_DIR "
+                      "at a larger disk, delete old caches there, or use pipeline='per_image' "
+                      "(--pipeline per_image)")
     if workers is None:
         workers = min(4, os.cpu_count() or 1)
     tmp = cache_dir / f".{key}.npy.{os.getpid()}.tmp"
