@@ -136,3 +136,24 @@ def test_non_finite_loss_names_epoch_and_batch(loaders, tmp_path):
         t.fit(train, val, epochs=2)
     assert (tmp_path / "best.pt").is_file()
     assert torch.load(tmp_path / "last.pt", weights_only=True)["epoch"] == 1
+
+
+@pytest.mark.parametrize("progress", [False, True])
+def test_trainer_sees_the_loaders_own_shuffle_order(loaders, progress):
+    """The progress bar must not iterate the loader itself (tqdm.auto does, and that drew from
+    the loader's generator and changed the order the model trained on)."""
+    train, _ = loaders
+    seen: list[list[int]] = []
+
+    class Recording(torch.nn.CrossEntropyLoss):
+        def forward(self, logits, y):
+            seen.append(y.tolist())
+            return super().forward(logits, y)
+
+    t = _trainer()
+    t.progress = progress
+    t.criterion = Recording()
+    train.generator.manual_seed(11)
+    t.train_epoch(train)
+    train.generator.manual_seed(11)
+    assert seen == [y.tolist() for _, y in train]

@@ -33,7 +33,8 @@ class FineTuneStrategy:
         return None
 
     def describe(self, model: nn.Module) -> str:
-        n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        """Counts what the optimizer gets, not requires_grad, which is only set per epoch."""
+        n_train = sum(p.numel() for g in self.param_groups(model, 1.0) for p in g["params"])
         n_all = sum(p.numel() for p in model.parameters())
         return f"{self.name}: {n_train:,} of {n_all:,} parameters train"
 
