@@ -137,7 +137,7 @@ def bench_loader(dataset: str, data_dir: str | None = None, img_size: int = 224,
 
     import timm
 
-    from .data.cache import build_cache, cached_loader, stored_size
+    from .data.cache import build_cache, cache_size, cached_loader
     from .data.gpu_aug import DeviceAugment
     from .data.loaders import DeviceLoader
     from .models.factory import resolve_model_name
@@ -166,7 +166,8 @@ def bench_loader(dataset: str, data_dir: str | None = None, img_size: int = 224,
     tmp = Path(tempfile.mkdtemp(prefix="bench-", dir=_mkdir(medtl_cache_dir("bench"))))
     try:
         t0 = time.perf_counter()
-        cache = build_cache(index.root, frame["path"].tolist(), stored_size(img_size), tmp,
+        stored = cache_size(img_size, cfg.crop_scale_min, frame[["width", "height"]].min(axis=1))
+        cache = build_cache(index.root, frame["path"].tolist(), stored, tmp,
                             workers=workers, progress=True)
         build_s = time.perf_counter() - t0
         labels = frame["label"].astype(int).tolist()
@@ -202,7 +203,7 @@ def bench_loader(dataset: str, data_dir: str | None = None, img_size: int = 224,
     med = {k: statistics.median(v) for k, v in runs.items()}
     return {
         "dataset": dataset, "images": len(frame), "img_size": img_size,
-        "stored_size": stored_size(img_size), "batch_size": batch_size, "workers": workers,
+        "stored_size": stored, "batch_size": batch_size, "workers": workers,
         "device": dev.description, "data_config_of": timm_name, "repeats": repeats,
         "authors_images_per_s": round(med["authors"], 1),
         "cached_images_per_s": round(med["cached"], 1),

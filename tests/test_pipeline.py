@@ -73,6 +73,15 @@ def test_eval_for_other_crop_pct_keeps_timm_field_of_view():
     assert np.abs(plain - np.asarray(timm_view, dtype=np.float64)).mean() > 2 * diff.mean()
 
 
+def test_cache_size_rule():
+    from medtl_lib.data.cache import cache_size
+
+    assert cache_size(128, 0.5, [224] * 5) == 182  # ceil(128 / sqrt(0.5)): crops scale down
+    assert cache_size(224, 0.5, [224] * 5) == 256  # eval's field of view wins over the native size
+    assert cache_size(128, 0.5, [150, 160, 170]) == 160  # never upsampled into the cache
+    assert cache_size(128, 1.0, [512]) == 146  # no random crops to serve: timm's eval size
+
+
 def test_feature_cache_rule():
     full, probe = get_strategy("full"), get_strategy("linear_probe")
     assert feature_cache_decision(probe, augment=False)[0]
@@ -106,7 +115,8 @@ def test_cached_and_per_image_runs_agree_and_share_one_cache(synth_root, tmp_pat
     files = list((cache_root / "decoded").glob("*.npy"))
     assert len(files) == 1
     arr = np.load(files[0], mmap_mode="r")
-    assert arr.shape == (96, 36, 36, 3)  # every usable image, stored at floor(32 / 0.875)
+    # every usable image, at the images' own 40 px: between floor(32 / 0.875) and 32 / sqrt(0.5)
+    assert arr.shape == (96, 40, 40, 3)
     mtime = files[0].stat().st_mtime_ns
 
     # another model, seed and strategy on the same dataset and size: the same cache, not rebuilt
@@ -131,7 +141,8 @@ def test_eval_batches_of_both_pipelines_are_the_same_pixels(synth_root, tmp_path
     from medtl_lib.run import prepare_data
 
     monkeypatch.setenv("MEDTL_CACHE_DIR", str(tmp_path / "cache"))
-    data = synth_root("brain_tumor_mri", n_per_class=24, size=40)
+    # 36 px images: the cache is stored at floor(32 / 0.875) = 36, where eval crops are exact
+    data = synth_root("brain_tumor_mri", n_per_class=24, size=36)
     _, info = create_model("test_resnet", 4, weights="none", img_size=32)
     info.data_config.update(interpolation="bicubic", crop_pct=0.875)
     xs = {}
@@ -177,7 +188,7 @@ def test_bench_loader_reports_both_pipelines(synth_root, tmp_path, monkeypatch, 
     for key in ("authors_images_per_s", "cached_images_per_s", "cached_augmented_images_per_s",
                 "cache_build_s"):
         assert out[key] > 0, key
-    assert out["images"] == 76 and out["stored_size"] == 36  # the training split (80%)
+    assert out["images"] == 76 and out["stored_size"] == 40  # the training split (80%)
     assert not list((tmp_path / "cache" / "bench").iterdir())  # its private cache is removed
 
 
@@ -190,7 +201,7 @@ def test_bench_memory_cache_grows_linearly(synth_root, tmp_path, monkeypatch):
                           model="test_resnet", epochs=1, weights="none")
     small, big = report["runs"]
     assert (small["images"], big["images"]) == (48, 96)
-    per_image = 36 * 36 * 3  # bytes; plus the .npy header
+    per_image = 40 * 40 * 3  # bytes (40 px images, stored at their size); plus the .npy header
     assert small["cache_bytes"] == pytest.approx(48 * per_image, abs=4096)
     assert big["cache_bytes"] == pytest.approx(96 * per_image, abs=4096)
     assert small["peak_rss_mib"] > 50 and big["peak_rss_mib"] > 50

@@ -16,10 +16,10 @@ match PIL's), one small call per image.
 Eval mode reproduces timm's eval transform (resize the short side to ``floor(img_size /
 crop_pct)``, centre-crop ``img_size``) from the cached square, which covers the whole short side:
 it keeps the same centred fraction ``img_size / floor(img_size / crop_pct)`` of it. When the cache
-was stored at exactly that size (crop_pct 0.875, the kit's cache size) this is a plain crop, pixel
-for pixel timm's result; for other crop_pct (ResNet-50 a1: 0.95, ViT augreg: 0.9) the kept square
-is resized to ``img_size`` (antialiased), a second resampling that differs from timm's by a few
-grey levels, not in field of view.
+was stored at exactly ``floor(img_size / crop_pct)`` this is a plain crop, pixel for pixel timm's
+result; otherwise (a cache stored larger for training crops, or another crop_pct: ResNet-50 a1
+0.95, ViT augreg 0.9) the kept square is resized to ``img_size`` (antialiased), a second
+resampling that differs from timm's by a few grey levels, not in field of view.
 """
 from __future__ import annotations
 

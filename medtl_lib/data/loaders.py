@@ -145,10 +145,10 @@ def run_loaders(cfg: "RunConfig", root: Path, frame: pd.DataFrame, splits: dict[
                                         f"worker(s)), {size} px")
 
     from ..utils import medtl_cache_dir
-    from .cache import build_cache, cached_loader, stored_size
+    from .cache import build_cache, cache_size, cached_loader
     from .gpu_aug import DeviceAugment
 
-    stored = stored_size(size)
+    stored = cache_size(size, cfg.crop_scale_min, frame[["width", "height"]].min(axis=1))
     t0 = time.perf_counter()
     cache = build_cache(root, frame["path"].tolist(), stored, medtl_cache_dir("decoded"),
                         progress=progress)
