@@ -173,11 +173,7 @@ def bench_loader(dataset: str, data_dir: str | None = None, img_size: int = 224,
         labels = frame["label"].astype(int).tolist()
         raw = cached_loader(cache, labels, batch_size, True, 0, pin, 0)
         raw_workers = cached_loader(cache, labels, batch_size, True, 0, pin, workers)
-        interp = data_config.get("interpolation", "bilinear")
-        aug = DeviceAugment(img_size, data_config["mean"], data_config["std"],
-                            scale=(cfg.crop_scale_min, 1.0), hflip=cfg.hflip,
-                            interpolation=interp if interp in ("bilinear", "bicubic") else "bilinear",
-                            crop_pct=data_config.get("crop_pct") or 0.875)
+        aug = DeviceAugment.from_data_config(data_config, True, cfg.crop_scale_min, cfg.hflip)
         augmented = DeviceLoader(raw, dev.device, aug)
 
         def rate(loader) -> float:

@@ -10,11 +10,19 @@ class UnsupportedGPUError(RuntimeError):
     """The GPU exists but the installed torch build has no kernels for it."""
 
 
+PRECISION_LABELS = {None: "fp32", torch.bfloat16: "bf16 autocast",
+                    torch.float16: "fp16 autocast + GradScaler"}
+
+
 @dataclass(frozen=True)
 class DeviceInfo:
     device: torch.device
     amp_dtype: torch.dtype | None  # autocast dtype, None = full fp32
     description: str
+
+    @property
+    def precision(self) -> str:
+        return PRECISION_LABELS[self.amp_dtype]
 
     @property
     def uses_scaler(self) -> bool:
@@ -71,8 +79,7 @@ def select_device(preference: str = "auto", amp: str = "auto") -> DeviceInfo:
         dtype = torch.bfloat16
     else:
         dtype = torch.float16  # with a GradScaler: fp16 gradients underflow otherwise
-    prec = {None: "fp32", torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast + GradScaler"}[dtype]
-    return DeviceInfo(torch.device("cuda", 0), dtype, f"CUDA: {msg}; {prec}")
+    return DeviceInfo(torch.device("cuda", 0), dtype, f"CUDA: {msg}; {PRECISION_LABELS[dtype]}")
 
 
 def tune_cpu_allocator() -> bool:

@@ -66,6 +66,16 @@ class DeviceAugment(nn.Module):
         self.register_buffer("_add", -mean_t / std_t, persistent=False)
         self.train(train)
 
+    @classmethod
+    def from_data_config(cls, data_config: dict, train: bool, crop_scale_min: float = 0.5,
+                         hflip: float = 0.5) -> "DeviceAugment":
+        """The device-side twin of ``loaders.build_transforms`` for this timm data config."""
+        interp = data_config.get("interpolation", "bilinear")
+        return cls(data_config["input_size"][-1], data_config["mean"], data_config["std"],
+                   scale=(crop_scale_min, 1.0), hflip=hflip, train=train,
+                   interpolation=interp if interp in ("bilinear", "bicubic", "nearest") else "bilinear",
+                   crop_pct=data_config.get("crop_pct") or 0.875)
+
     def sample_params(self, n: int, height: int, width: int,
                       generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """Crop boxes (top ``i``, left ``j``, ``h``, ``w``; int64) and ``flip`` (bool), on CPU.

@@ -154,13 +154,9 @@ def run_loaders(cfg: "RunConfig", root: Path, frame: pd.DataFrame, splits: dict[
                         progress=progress)
     ready_s = time.perf_counter() - t0
     workers = cfg.num_workers or 0
-    interp = data_config.get("interpolation", "bilinear")
-    interp = interp if interp in ("bilinear", "bicubic", "nearest") else "bilinear"
-    common = dict(img_size=size, mean=data_config["mean"], std=data_config["std"],
-                  interpolation=interp, crop_pct=data_config.get("crop_pct") or 0.875)
-    train_aug = DeviceAugment(**common, scale=(cfg.crop_scale_min, 1.0), hflip=cfg.hflip,
-                              train=cfg.augment)
-    eval_aug = DeviceAugment(**common, train=False)
+    train_aug = DeviceAugment.from_data_config(data_config, cfg.augment, cfg.crop_scale_min,
+                                               cfg.hflip)
+    eval_aug = DeviceAugment.from_data_config(data_config, train=False)
 
     def loader(f: pd.DataFrame, train: bool) -> DeviceLoader:
         rows = frame.index.get_indexer(f.index)

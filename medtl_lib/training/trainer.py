@@ -185,9 +185,8 @@ class Trainer:
 
     def describe_compute(self) -> str:
         """What the run uses, for the log and metrics.json: precision and memory layout."""
-        prec = {None: "fp32", torch.bfloat16: "bf16 autocast",
-                torch.float16: "fp16 autocast + GradScaler"}[self.device.amp_dtype]
-        return f"{self.device.device.type}, {prec}, channels_last {'on' if self.channels_last else 'off'}"
+        layout = "on" if self.channels_last else "off"
+        return f"{self.device.device.type}, {self.device.precision}, channels_last {layout}"
 
     # ------------------------------------------------------------------ helpers
     def _to_device(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
