@@ -45,6 +45,7 @@ from tqdm.auto import tqdm
 
 from ..utils import atomic_write_json
 from .images import BadImageError, load_rgb
+from .loaders import drop_single_last
 
 FORMAT_VERSION = 1
 _CHUNK = 32  # images per worker task: big enough to amortise IPC, small enough for smooth progress
@@ -355,7 +356,7 @@ def cached_loader(cache: DecodedCache, labels: Iterable[int], batch_size: int, t
     ds = CachedDataset(cache, labels, rows)
     gen = torch.Generator().manual_seed(seed) if train else None
     base = RandomSampler(ds, generator=gen) if train else SequentialSampler(ds)
-    drop_last = train and len(ds) > batch_size and len(ds) % batch_size == 1
+    drop_last = drop_single_last(len(ds), batch_size, train)
     batches = BatchSampler(base, batch_size, drop_last)
     return DataLoader(ds, batch_size=None, sampler=batches, num_workers=num_workers,
                       pin_memory=pin_memory, generator=gen,

@@ -67,14 +67,18 @@ def default_workers(device_type: str = "cpu") -> int:
     return min(8, os.cpu_count() or 1)
 
 
+def drop_single_last(n: int, batch_size: int, train: bool) -> bool:
+    """A last training batch of one sample breaks BatchNorm; drop only that case."""
+    return train and n > batch_size and n % batch_size == 1
+
+
 def make_loader(dataset: Dataset, batch_size: int, train: bool, num_workers: int | None = None,
                 pin_memory: bool = False, seed: int = 0) -> DataLoader:
     """Train loaders shuffle with their own generator (reseeded each epoch by the trainer).
     ``pin_memory`` is set for CUDA, so it also picks the default worker count."""
     workers = default_workers("cuda" if pin_memory else "cpu") if num_workers is None else num_workers
     gen = torch.Generator().manual_seed(seed) if train else None
-    # A last training batch of one image breaks BatchNorm; drop only that case.
-    drop_last = train and len(dataset) > batch_size and len(dataset) % batch_size == 1
+    drop_last = drop_single_last(len(dataset), batch_size, train)
     return DataLoader(dataset, batch_size=batch_size, shuffle=train, drop_last=drop_last,
                       num_workers=workers, pin_memory=pin_memory, generator=gen,
                       persistent_workers=False, prefetch_factor=4 if workers else None)

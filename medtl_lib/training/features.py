@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from ..data.loaders import drop_single_last
 from ..device import DeviceInfo
 from ..utils import iterate_with_bar
 from .strategies import FineTuneStrategy
@@ -91,5 +92,5 @@ def feature_loader(features: torch.Tensor, labels: torch.Tensor, batch_size: int
     trainer) and, as for images, a last training batch of one is dropped."""
     ds = TensorDataset(features, labels)
     gen = torch.Generator().manual_seed(seed) if train else None
-    drop_last = train and len(ds) > batch_size and len(ds) % batch_size == 1
+    drop_last = drop_single_last(len(ds), batch_size, train)
     return DataLoader(ds, batch_size=batch_size, shuffle=train, drop_last=drop_last, generator=gen)
