@@ -14,12 +14,12 @@ import yaml
 
 from .utils import atomic_write_text
 
-STRATEGIES = ("full", "linear_probe")
 SPLIT_MODES = ("stratified", "predefined")
 GROUPINGS = ("duplicates", "patient", "none")
 DEVICES = ("auto", "cpu", "cuda")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 PIPELINES = ("cached", "per_image")
+POOLS = ("avg", "token", "flatten")
 
 
 @dataclass(frozen=True)
@@ -30,12 +30,22 @@ class RunConfig:
     data_dir: str | None = None  # None: $MEDTL_DATA_DIR/<dataset>, ./data/<dataset>, Kaggle inputs
     model: str = "resnet"  # preset (resnet, densenet, convnext, vit, vit_star, efficientnet_lite0) or timm name
     weights: str = "auto"  # auto | none | path to a state-dict file
-    strategy: str = "full"  # full (the paper's: all parameters train) | linear_probe
+    strategy: str = "full"  # a registered strategy (`medtl strategies`); full is the paper's
+    strategy_args: dict = field(default_factory=dict)  # the strategy's own knobs, e.g. {lp_epochs: 3}
+    pool: str = "avg"  # avg (seed 000) | token (a ViT's class token) | flatten
+    head: str = "linear"
     img_size: int = 224
     epochs: int | None = None  # None: the dataset's (10 brain MRI, 20 otherwise)
     batch_size: int = 32
     lr: float | None = None  # None: the preset's (1e-3; ViT* 1e-5)
+    optimizer: str = "adamax"  # adamax (seed 000) | adam | adamw | sgd
+    momentum: float = 0.9  # sgd only
     weight_decay: float = 0.0  # Adamax default
+    schedule: str = "dual_monitor"  # dual_monitor (seed 000) | plateau | cosine | warmup_cosine | exp | none
+    schedule_args: dict = field(default_factory=dict)  # the schedule's own knobs (`medtl strategies`)
+    select_by: str = "dual_monitor"  # which epoch's weights are kept: dual_monitor | val_loss | val_acc | val_macro_acc | val_auroc
+    early_stop_patience: int | None = None  # stop a stage after this many epochs without a better select_by value
+    loss: str = "ce"  # ce | weighted_ce (inverse class frequency / its minimum)
     threshold: float = 0.9  # T
     patience: int = 2  # p
     stop_patience: int = 2  # P
@@ -73,7 +83,7 @@ class RunConfig:
         _check(0 <= self.hflip <= 1, f"hflip must be in [0, 1], got {self.hflip}")
         _check(self.num_workers is None or self.num_workers >= 0,
                f"num_workers must be >= 0, got {self.num_workers}")
-        _check(self.strategy in STRATEGIES, f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        self._check_components()
         _check(self.split in SPLIT_MODES, f"split must be one of {SPLIT_MODES}, got {self.split!r}")
         _check(self.group_by in GROUPINGS,
                f"group_by must be one of {GROUPINGS}, got {self.group_by!r}")
@@ -82,10 +92,41 @@ class RunConfig:
                f"pipeline must be one of {PIPELINES}, got {self.pipeline!r}")
         _check(self.amp in AMP_MODES, f"amp must be one of {AMP_MODES}, got {self.amp!r}")
 
+    def _check_components(self) -> None:
+        """Strategy, schedule, optimizer, loss and selection: names and arguments from their
+        registries, checked before any work starts."""
+        from .training.losses import LOSSES
+        from .training.optim import OPTIMIZERS
+        from .training.schedules import SCHEDULES, SELECT_BY
+        from .training.strategies import STRATEGIES
+
+        _check(isinstance(self.strategy_args, dict), "strategy_args must be a mapping")
+        _check(isinstance(self.schedule_args, dict), "schedule_args must be a mapping")
+        # typed once here ("3" from the CLI becomes 3); resolved() fills in the defaults
+        typed = STRATEGIES.parse_args(self.strategy, self.strategy_args)
+        object.__setattr__(self, "strategy_args", {k: typed[k] for k in self.strategy_args})
+        typed = SCHEDULES.parse_args(self.schedule, self.schedule_args)
+        object.__setattr__(self, "schedule_args", {k: typed[k] for k in self.schedule_args})
+        _check(self.optimizer in OPTIMIZERS,
+               f"optimizer must be one of {list(OPTIMIZERS)}, got {self.optimizer!r}")
+        _check(self.loss in LOSSES, f"loss must be one of {list(LOSSES)}, got {self.loss!r}")
+        _check(self.select_by in SELECT_BY,
+               f"select_by must be one of {list(SELECT_BY)}, got {self.select_by!r}")
+        _check(self.select_by != "dual_monitor" or self.schedule == "dual_monitor",
+               f"select_by='dual_monitor' needs schedule='dual_monitor' (the monitor decides "
+               f"theta*); with schedule={self.schedule!r} use select_by=val_loss, val_acc, "
+               "val_macro_acc or val_auroc")
+        _check(self.early_stop_patience is None or self.early_stop_patience >= 1,
+               f"early_stop_patience must be >= 1, got {self.early_stop_patience}")
+        _check(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}")
+        _check(self.pool in POOLS, f"pool must be one of {POOLS}, got {self.pool!r}")
+
     def resolved(self) -> "RunConfig":
         """Fill the dataset/model-dependent defaults (epochs, lr) so the saved config is explicit."""
         from .data.registry import get_spec
         from .models.factory import resolve_model_name
+        from .training.schedules import SCHEDULES
+        from .training.strategies import STRATEGIES
 
         spec = get_spec(self.dataset)
         _, preset = resolve_model_name(self.model)
@@ -93,6 +134,8 @@ class RunConfig:
             self,
             epochs=self.epochs if self.epochs is not None else spec.default_epochs,
             lr=self.lr if self.lr is not None else (preset.lr if preset else 1e-3),
+            strategy_args=STRATEGIES.parse_args(self.strategy, self.strategy_args),
+            schedule_args=SCHEDULES.parse_args(self.schedule, self.schedule_args),
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -22,12 +22,12 @@ from .data.splits import (grouped_split, load_split, predefined_split, save_spli
                           stratified_split)
 from .device import select_device, tune_cpu_allocator
 from .evaluation.metrics import classification_metrics, predictions_frame
-from .models.factory import create_model
-from .training.dual_monitor import DualMonitor
-from .training.strategies import get_strategy
+from .models.factory import create_model, save_model_spec
 from .training.features import (FeatureClassifier, extract_features, feature_cache_decision,
                                 feature_loader)
-from .training.trainer import Trainer
+from .training.losses import build_loss
+from .training.strategies import get_strategy
+from .training.trainer import Trainer, schedule_factory
 from .utils import atomic_torch_save, atomic_write, atomic_write_json, seed_everything
 
 
@@ -157,8 +157,8 @@ def train_run(cfg: RunConfig, progress: bool | None = None, log=print) -> RunRes
     if dev.device.type == "cpu" and tune_cpu_allocator():
         log("CPU: glibc allocator set to keep freed buffers (faster steps, peak memory kept)")
     model, info = create_model(cfg.model, len(index.class_names), weights=cfg.weights,
-                               img_size=cfg.img_size)
-    strategy = get_strategy(cfg.strategy)
+                               img_size=cfg.img_size, pool=cfg.pool, head=cfg.head)
+    strategy = get_strategy(cfg.strategy, cfg.strategy_args)
     log(f"data: {index.root} ({len(index.frame)} images, classes {index.class_names}); "
         f"split {index.frame['split'].value_counts().to_dict()}")
     log(f"model: {info.timm_name}, weights: {info.weights_source}; device: {dev.description}")
@@ -172,33 +172,30 @@ def train_run(cfg: RunConfig, progress: bool | None = None, log=print) -> RunRes
                           progress)
     log(f"input: {loaders.description}" + (f"; cache file {loaders.cache_path}"
                                             if loaders.cache_path else ""))
+    save_model_spec(info.spec, out)
 
-    fit_model, train_loader, eval_loaders = model, loaders.train, loaders.evals
-    use_features, why = feature_cache_decision(strategy, cfg.augment, cfg.cache_features)
-    if use_features:
-        t_feat = time.perf_counter()
-        feats = {s: extract_features(model.backbone, loaders.evals[s], dev, f"features {s}",
-                                     progress) for s in splits}
-        train_loader = feature_loader(*feats["train"], cfg.batch_size, True, cfg.seed)
-        eval_loaders = {s: feature_loader(*feats[s], cfg.batch_size, False) for s in splits}
-        fit_model = FeatureClassifier(model)  # same modules: training it trains model.head
-        why += f" ({len(index.frame)} images in {time.perf_counter() - t_feat:.1f} s)"
-    if strategy.frozen_backbone:
-        log(why)
-
-    monitor = DualMonitor(cfg.threshold, cfg.patience, cfg.stop_patience, cfg.factor)
-    trainer = Trainer(fit_model, strategy, monitor, dev, cfg.lr, cfg.weight_decay, ckpt_dir=out,
-                      progress=progress, callbacks=[lambda row: log(format_epoch(row))])
-    log(f"{strategy.describe(model)}; compute: {trainer.describe_compute()}")
-    fit = trainer.fit(train_loader, eval_loaders["val"], cfg.epochs, seed=cfg.seed)
+    inputs = StageInputsFactory(model, loaders, splits, cfg, dev, progress, log)
+    counts = splits["train"]["label"].astype(int).value_counts()
+    trainer = Trainer(
+        model, strategy, dev, cfg.lr, cfg.epochs, cfg.optimizer, cfg.weight_decay, cfg.momentum,
+        schedule_factory(cfg.schedule, cfg.schedule_args, threshold=cfg.threshold,
+                         patience=cfg.patience, stop_patience=cfg.stop_patience,
+                         factor=cfg.factor),
+        cfg.select_by, cfg.early_stop_patience,
+        build_loss(cfg.loss, [int(counts.get(i, 0)) for i in range(len(index.class_names))]),
+        ckpt_dir=out, progress=progress, callbacks=[lambda row: log(format_epoch(row))])
+    log(f"{strategy.describe(model, cfg.epochs)}; compute: {trainer.describe_compute()}")
+    fit = trainer.fit(seed=cfg.seed, inputs=inputs)
     if fit.resumed_from:
         log(f"resumed after epoch {fit.resumed_from}")
     if fit.best_epoch is None:
         log("warning: no epoch improved the monitored metric; evaluating the last weights")
+    final_model, eval_loaders = inputs.for_evaluation(trainer.stages[-1])
+    use_features = final_model is not model
 
     metrics: dict = {}
     for s in ("train", "val", "test"):
-        ev = trainer.evaluate(eval_loaders[s], desc=f"evaluate {s}")
+        ev = trainer.evaluate(eval_loaders[s], desc=f"evaluate {s}", model=final_model)
         metrics[s] = classification_metrics(ev.labels, ev.probs, index.class_names)
         preds = predictions_frame(splits[s]["path"].tolist(), ev.labels, ev.probs, index.class_names)
         atomic_write(out / f"predictions_{s}.csv", lambda p, f=preds: f.to_csv(p, index=False))
@@ -208,6 +205,7 @@ def train_run(cfg: RunConfig, progress: bool | None = None, log=print) -> RunRes
         epochs_run=fit.epochs_run,
         stopped_early=fit.stopped_early,
         best_epoch=fit.best_epoch,
+        strategy=cfg.strategy, strategy_args=cfg.strategy_args, stages=fit.stages,
         train_acc_at_best_epoch=float(best_row["train_acc"].iloc[0]) if len(best_row) else None,
         class_names=index.class_names,
         model=cfg.model, timm_name=info.timm_name, weights_source=info.weights_source,
@@ -235,11 +233,60 @@ def train_run(cfg: RunConfig, progress: bool | None = None, log=print) -> RunRes
 
 def format_epoch(row: dict) -> str:
     """One readable line per epoch (also what a papermill log keeps)."""
+    factor = row.get("lr_factor", 1.0)
     flags = (" saved theta*" if row["save_best"] else "") + (
-        f" LR x{row['lr_factor']}" if row["lr_factor"] != 1.0 else "") + (" STOP" if row["stop"] else "")
-    return (f"epoch {row['epoch']}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f} | "
-            f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f} | lr {row['lr']:.2e} | "
-            f"{row['phase']} c={row['c']} s={row['s']}{flags} | {row['seconds']:.0f}s")
+        f" LR x{factor}" if factor != 1.0 else "") + (" STOP" if row["stop"] else "")
+    sched = " ".join(f"{k}={row[k]}" for k in ("c", "s", "bad", "cuts") if k in row)
+    sched = (f"{row['phase']} " if "phase" in row else "") + sched
+    return (f"epoch {row['epoch']} [{row['stage']}]: train loss {row['train_loss']:.4f} "
+            f"acc {row['train_acc']:.4f} | val loss {row['val_loss']:.4f} "
+            f"acc {row['val_acc']:.4f} | lr {row['lr']:.2e} | {sched.strip()}{flags} | "
+            f"{row['trainable_params']:,} trainable | {row['seconds']:.0f}s")
+
+
+class StageInputsFactory:
+    """What each stage runs on: images, or stored backbone features when the stage keeps the
+    backbone frozen in eval mode and inputs are fixed (see training.features). Features are
+    computed once, the first time a stage may use them, and shared by every such stage."""
+
+    def __init__(self, model, loaders, splits, cfg: RunConfig, dev, progress: bool, log) -> None:
+        self.model, self.loaders, self.splits = model, loaders, splits
+        self.cfg, self.dev, self.progress, self.log = cfg, dev, progress, log
+        self._features: dict | None = None
+        self._logged: set[str] = set()
+
+    def _use_features(self, stage) -> bool:
+        use, why = feature_cache_decision(stage, self.cfg.augment, self.cfg.cache_features)
+        if stage.frozen_backbone and stage.name not in self._logged:
+            self._logged.add(stage.name)
+            self.log(f"stage '{stage.name}': {why}")
+        return use
+
+    def _feature_loaders(self) -> dict:
+        if self._features is None:
+            t0 = time.perf_counter()
+            feats = {s: extract_features(self.model.backbone, self.loaders.evals[s], self.dev,
+                                         f"features {s}", self.progress) for s in self.splits}
+            n = sum(len(f) for f in self.splits.values())
+            self.log(f"features of {n} images computed once in {time.perf_counter() - t0:.1f} s")
+            bs = self.cfg.batch_size
+            self._features = {"train": feature_loader(*feats["train"], bs, True, self.cfg.seed),
+                              **{f"eval_{s}": feature_loader(*feats[s], bs, False)
+                                 for s in self.splits}}
+        return self._features
+
+    def __call__(self, stage):
+        if self._use_features(stage):
+            f = self._feature_loaders()
+            return FeatureClassifier(self.model), f["train"], f["eval_val"]
+        return self.model, self.loaders.train, self.loaders.evals["val"]
+
+    def for_evaluation(self, stage):
+        """The final stage's model and its eval loaders for every split."""
+        if self._use_features(stage):
+            f = self._feature_loaders()
+            return FeatureClassifier(self.model), {s: f[f"eval_{s}"] for s in self.splits}
+        return self.model, self.loaders.evals
 
 
 def _check_same_run(cfg: RunConfig, out: Path) -> None:

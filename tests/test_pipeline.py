@@ -83,7 +83,7 @@ def test_cache_size_rule():
 
 
 def test_feature_cache_rule():
-    full, probe = get_strategy("full"), get_strategy("linear_probe")
+    full, probe = get_strategy("full").stages(3)[0], get_strategy("linear_probe").stages(3)[0]
     assert feature_cache_decision(probe, augment=False)[0]
     ok, why = feature_cache_decision(probe, augment=True)
     assert not ok and "augment=False" in why

@@ -2,8 +2,8 @@
 
 The rule (:func:`feature_cache_decision`): features may be cached only when, in every epoch,
 
-1. the backbone is frozen *and* in eval mode (``strategy.frozen_backbone``: no weight update, no
-   BatchNorm statistics update, no dropout), and
+1. the backbone is frozen *and* in eval mode in every epoch of the stage (``Stage.frozen_backbone``:
+   no weight update, no BatchNorm statistics update, no dropout), and
 2. each image reaches the backbone as the same tensor (``augment=False``: the train split gets
    the eval transform).
 
@@ -24,16 +24,16 @@ from torch.utils.data import DataLoader, TensorDataset
 from ..data.loaders import drop_single_last
 from ..device import DeviceInfo
 from ..utils import iterate_with_bar
-from .strategies import FineTuneStrategy
+from .strategies import Stage
 
 
-def feature_cache_decision(strategy: FineTuneStrategy, augment: bool,
+def feature_cache_decision(stage: Stage, augment: bool,
                            requested: bool = True) -> tuple[bool, str]:
-    """(use cached features?, the reason, for the log)."""
+    """(use cached features in this stage?, the reason, for the log)."""
     if not requested:
         return False, "features not cached: cache_features=False"
-    if not strategy.frozen_backbone:
-        return False, f"features not cached: strategy '{strategy.name}' trains the backbone"
+    if not stage.frozen_backbone:
+        return False, f"features not cached: stage '{stage.name}' trains the backbone"
     if augment:
         return False, ("features not cached: augmentation draws a new crop and flip every epoch, "
                        "so the frozen backbone's features change too; set augment=False to "

@@ -1,76 +1,222 @@
-"""Fine-tuning strategies: which parameters train, at which learning rate, in which mode.
+"""Fine-tuning strategies: which parameters train, in which stages, at which LR, in which mode.
 
-The trainer asks the strategy at the start of every epoch and never decides this itself, so
-later strategies (LP-FT, gradual unfreezing, L2-SP, Auto-RGN, staged) are new classes here and
-nothing else changes.
+A strategy is one class with ``@STRATEGIES.register``: its name, a one-line description and its
+arguments (:class:`~medtl_lib.registry.Arg`) are all the rest of the kit needs. Config validation,
+``--strategy`` and ``--strategy-arg``, ``medtl strategies`` and notebook 03's table come from the
+registry, so a new strategy is a new class (in this file or a module imported by
+:mod:`medtl_lib.training`) and nothing else changes.
+
+A strategy is one or more :class:`Stage` s. The trainer runs them in order; each stage gets a new
+optimizer (the run's, or the stage's own) over ``param_groups(model, lr, stage)``, a fresh schedule
+and selector, and starts from the previous stage's best or last weights. Hooks, all optional:
+
+* ``setup(model)``: once, on the pretrained model, before any resume (e.g. keep theta^0);
+* ``on_epoch_start(model, stage, epoch)``: requires_grad and train/eval modes for this epoch;
+* ``optimizer_for_epoch(model, stage, epoch, optimizer)``: return a new optimizer to replace it;
+* ``after_backward(model)``: gradients are there (unscaled under fp16), the step is not taken yet;
+  set ``needs_gradients = True`` to get it;
+* ``penalty(model)``: an extra loss term;
+* ``state_dict()/load_state_dict()``: strategy state saved with every epoch checkpoint;
+* ``describe_epoch(model)``: extra history columns.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 
+from ..registry import Arg, Registry
 
-class FineTuneStrategy:
-    """Base: every parameter trains at the base learning rate (seed 000: 'full')."""
+STRATEGIES: Registry["Strategy"] = Registry("strategy")
+INIT_FROM = ("previous_best", "previous_last")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One phase of a strategy with its own optimizer, schedule and selection."""
+
+    name: str
+    epochs: int
+    lr_factor: float = 1.0  # the stage's LR = run LR x this
+    optimizer: str | None = None  # None: the run's optimizer
+    schedule: str | None = None  # None: the run's schedule (and schedule_args)
+    schedule_args: dict = field(default_factory=dict)
+    init_from: str = "previous_best"  # where its weights start (ignored for the first stage)
+    #: the backbone is frozen and in eval mode in every epoch of the stage, so its features for a
+    #: fixed input never change (this is what allows them to be computed once: training.features)
+    frozen_backbone: bool = False
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"stage '{self.name}' needs at least 1 epoch, got {self.epochs}")
+        if self.init_from not in INIT_FROM:
+            raise ValueError(f"stage '{self.name}': init_from must be one of {INIT_FROM}")
+
+
+class Strategy:
+    """Base: one stage in which every parameter trains at the base LR (seed 000's 'full')."""
 
     name = "full"
-    #: True when the backbone is frozen and in eval mode in every epoch: its output for a fixed
-    #: input never changes, which is what allows features to be computed once (training.features).
-    frozen_backbone = False
+    description = "every parameter trains at the base LR in every epoch (seed 000)"
+    args: tuple[Arg, ...] = ()
+    needs_gradients = False  # True: the trainer calls after_backward every step
 
-    def param_groups(self, model: nn.Module, lr: float) -> list[dict]:
-        """Optimizer groups, built once; every parameter appears so a later epoch can unfreeze."""
-        return [{"params": [p for p in model.parameters()], "lr": lr, "name": "all"}]
+    def __init__(self, **args: Any) -> None:
+        self.args = args
 
-    def on_epoch_start(self, model: nn.Module, epoch: int) -> None:
-        """Set requires_grad and train/eval modes for this epoch (0-based)."""
+    # --------------------------------------------------------------- structure
+    def stages(self, epochs: int) -> list[Stage]:
+        return [Stage("train", epochs)]
+
+    def param_groups(self, model: nn.Module, lr: float, stage: Stage) -> list[dict]:
+        """Optimizer groups for a stage; every parameter that may train in it must appear."""
+        return [{"params": list(model.parameters()), "lr": lr, "name": "all"}]
+
+    # --------------------------------------------------------------- hooks
+    def setup(self, model: nn.Module) -> None:
+        """Once, on the freshly built (pretrained) model, before a resume loads any state."""
+
+    def on_epoch_start(self, model: nn.Module, stage: Stage, epoch: int) -> None:
+        """Set requires_grad and train/eval modes (``epoch`` is 0-based within the stage)."""
         model.train()
         for p in model.parameters():
             p.requires_grad_(True)
 
-    def penalty(self, model: nn.Module) -> torch.Tensor | None:
-        """Extra loss term (e.g. L2-SP); None when there is none."""
+    def optimizer_for_epoch(self, model: nn.Module, stage: Stage, epoch: int,
+                            optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer | None:
         return None
 
-    def describe(self, model: nn.Module) -> str:
-        """Counts what the optimizer gets, not requires_grad, which is only set per epoch."""
-        n_train = sum(p.numel() for g in self.param_groups(model, 1.0) for p in g["params"])
+    def after_backward(self, model: nn.Module) -> None:
+        pass
+
+    def penalty(self, model: nn.Module) -> torch.Tensor | None:
+        return None
+
+    def describe_epoch(self, model: nn.Module) -> dict[str, Any]:
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+    # --------------------------------------------------------------- reporting
+    def describe(self, model: nn.Module, epochs: int = 1) -> str:
+        """What trains in the first stage: what the optimizer gets, not requires_grad."""
+        stages = self.stages(epochs)
+        n_train = count_params(self.param_groups(model, 1.0, stages[0]))
         n_all = sum(p.numel() for p in model.parameters())
-        return f"{self.name}: {n_train:,} of {n_all:,} parameters train"
+        plan = " -> ".join(f"{s.name} ({s.epochs} ep)" for s in stages)
+        return (f"{self.name}: {n_train:,} of {n_all:,} parameters train"
+                + (f"; stages {plan}" if len(stages) > 1 else ""))
 
 
-class FullFineTune(FineTuneStrategy):
-    name = "full"
+def count_params(groups: list[dict]) -> int:
+    seen: set[int] = set()
+    total = 0
+    for g in groups:
+        for p in g["params"]:
+            if id(p) not in seen:
+                seen.add(id(p))
+                total += p.numel()
+    return total
 
 
-class LinearProbe(FineTuneStrategy):
-    """Only the head trains; the backbone stays frozen and in eval mode (BN statistics fixed)."""
-
-    name = "linear_probe"
-    frozen_backbone = True
-
-    def param_groups(self, model: nn.Module, lr: float) -> list[dict]:
-        return [{"params": list(_head(model).parameters()), "lr": lr, "name": "head"}]
-
-    def on_epoch_start(self, model: nn.Module, epoch: int) -> None:
-        model.eval()
-        for p in model.parameters():
-            p.requires_grad_(False)
-        head = _head(model)
-        head.train()
-        for p in head.parameters():
-            p.requires_grad_(True)
-
-
-def _head(model: nn.Module) -> nn.Module:
+def head_of(model: nn.Module) -> nn.Module:
     head = getattr(model, "head", None)
     if not isinstance(head, nn.Module):
-        raise TypeError("linear_probe needs a model with a .head module (medtl Classifier)")
+        raise TypeError("this strategy needs a model with a .head module (medtl Classifier)")
     return head
 
 
-def get_strategy(name: str) -> FineTuneStrategy:
-    strategies = {cls.name: cls for cls in (FullFineTune, LinearProbe)}
-    if name not in strategies:
-        raise ValueError(f"unknown strategy '{name}'; available: {', '.join(strategies)}")
-    return strategies[name]()
+def freeze_all_but_head(model: nn.Module) -> None:
+    """Backbone frozen and in eval mode (BatchNorm statistics fixed, no dropout); head trains."""
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    head = head_of(model)
+    head.train()
+    for p in head.parameters():
+        p.requires_grad_(True)
+
+
+@STRATEGIES.register
+class FullFineTune(Strategy):
+    name = "full"
+
+
+@STRATEGIES.register
+class LinearProbe(Strategy):
+    """Only the head trains; the backbone stays frozen and in eval mode (BN statistics fixed)."""
+
+    name = "linear_probe"
+    description = "only the new head trains; the backbone is frozen in eval mode"
+
+    def stages(self, epochs: int) -> list[Stage]:
+        return [Stage("probe", epochs, frozen_backbone=True)]
+
+    def param_groups(self, model: nn.Module, lr: float, stage: Stage) -> list[dict]:
+        return [{"params": list(head_of(model).parameters()), "lr": lr, "name": "head"}]
+
+    def on_epoch_start(self, model: nn.Module, stage: Stage, epoch: int) -> None:
+        freeze_all_but_head(model)
+
+
+@STRATEGIES.register
+class LinearProbeThenFineTune(Strategy):
+    """LP-FT (Kumar et al., 2022): a linear probe first, then every parameter from the probed head
+    with a new optimizer at a lower LR. Because the probe stage keeps the backbone frozen in eval
+    mode, stage 2 starts from the pretrained backbone bit for bit and a head that already fits it,
+    so the first fine-tuning steps distort the pretrained features less than a random head would."""
+
+    name = "lp_ft"
+    description = "linear probe, then full fine-tuning from the probed head at ft_lr_factor x LR"
+    args = (Arg("lp_epochs", "int", 0, "probe epochs; 0: a third of the run's epochs (at least 1)",
+                minimum=0),
+            Arg("ft_epochs", "int", 0, "fine-tuning epochs; 0: the run's epochs minus lp_epochs",
+                minimum=0),
+            Arg("ft_lr_factor", "float", 0.1, "fine-tuning LR as a fraction of the run's LR",
+                minimum=1e-9),
+            Arg("ft_init", "str", "previous_best", "stage 2 starts from the probe's best or last "
+                "epoch", choices=INIT_FROM))
+
+    def stages(self, epochs: int) -> list[Stage]:
+        lp = self.args["lp_epochs"] or max(1, epochs // 3)
+        ft = self.args["ft_epochs"] or epochs - lp
+        if ft < 1:
+            raise ValueError(f"lp_ft: {epochs} epoch(s) leave none for fine-tuning after "
+                             f"{lp} probe epoch(s); raise epochs or set ft_epochs")
+        return [Stage("lp", lp, frozen_backbone=True),
+                Stage("ft", ft, lr_factor=self.args["ft_lr_factor"],
+                      init_from=self.args["ft_init"])]
+
+    def param_groups(self, model: nn.Module, lr: float, stage: Stage) -> list[dict]:
+        if stage.name == "lp":
+            return [{"params": list(head_of(model).parameters()), "lr": lr, "name": "head"}]
+        return [{"params": list(model.parameters()), "lr": lr, "name": "all"}]
+
+    def on_epoch_start(self, model: nn.Module, stage: Stage, epoch: int) -> None:
+        if stage.name == "lp":
+            freeze_all_but_head(model)
+        else:
+            super().on_epoch_start(model, stage, epoch)
+
+
+def get_strategy(name: str, args: dict | None = None) -> Strategy:
+    """A strategy by name with validated arguments (strings from the CLI are typed here)."""
+    return STRATEGIES.build(name, args)
+
+
+def strategies_table():
+    """The registered strategies as a table (``medtl strategies``, notebook 03)."""
+    import pandas as pd
+
+    rows = []
+    for r in STRATEGIES.table():
+        args = "; ".join(f"{a['name']}: {a['type']} = {a['default']!r}" for a in r["arguments"])
+        rows.append({"name": r["name"], "description": r["description"],
+                     "arguments": args or "-"})
+    return pd.DataFrame(rows)
