@@ -1,17 +1,26 @@
-"""The single model factory: a timm backbone, global average pooling and one linear layer
-(seed 000, Section III.B.a), with pretrained weights from a named source."""
+"""The single model factory: a timm backbone with its pooling and a registered head (seed 000:
+global average pooling and one linear layer, Section III.B.a), with pretrained weights from a
+named source. A model is data (:class:`ModelSpec`, saved as a run's ``model.json``), so any run
+folder's model can be rebuilt with :func:`load_run_model`."""
 from __future__ import annotations
 
+import copy
 import difflib
+import importlib
+import importlib.util
+import json
+import pkgutil
+import sys
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import Callable
 
 import timm
 import torch
 from torch import nn
 
-from ..utils import atomic_torch_save, medtl_cache_dir
+from ..utils import atomic_torch_save, atomic_write_json, medtl_cache_dir
 from . import weights as W
 
 
@@ -49,24 +58,190 @@ def resolve_model_name(name: str) -> tuple[str, ModelPreset | None]:
                      "timm model name (timm.list_models()).")
 
 
-class Classifier(nn.Module):
-    """backbone -> global average pool -> linear head.
+POOLS = ("avg", "token", "flatten")
+# Our pool name -> timm's ``global_pool`` creation kwarg. The pooling lives inside the timm backbone
+# (not in a module of ours), so every backbone parameter keeps its ``backbone.*`` key.
+_TIMM_POOL = {"avg": "avg", "token": "token", "flatten": ""}
 
-    The pooling is timm's ``global_pool='avg'`` (mean over H x W for CNNs, mean over tokens for
-    ViT as the paper defines z); for ConvNeXt, timm keeps its pretrained LayerNorm after the pool.
+
+# --- head registry -------------------------------------------------------------------------------
+# A head builder is ``builder(in_features, num_classes, **head_args) -> nn.Module``; the Classifier
+# stores what it returns as ``self.head`` (state_dict keys ``head.*``). A new head is one new file,
+# ``medtl_lib/models/head_<name>.py``, that decorates its builder with ``@register_head("<name>")``:
+# the factory imports that module the first time the name is asked for, so no list here changes.
+HeadBuilder = Callable[..., nn.Module]
+_HEADS: dict[str, HeadBuilder] = {}
+
+
+def register_head(name: str) -> Callable[[HeadBuilder], HeadBuilder]:
+    """Decorator: make ``builder`` the head called ``name`` (a second, different one is refused)."""
+    def deco(builder: HeadBuilder) -> HeadBuilder:
+        old = _HEADS.get(name)
+        if old is not None and _qualname(old) != _qualname(builder):  # a module reload re-registers
+            raise ValueError(f"head '{name}' is already registered by {_qualname(old)}")
+        _HEADS[name] = builder
+        return builder
+    return deco
+
+
+def _qualname(fn: Callable) -> str:
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
+
+
+def available_heads() -> list[str]:
+    """Registered heads plus the ``head_<name>`` modules found beside this file (not yet imported)."""
+    package_path = getattr(sys.modules.get(__package__), "__path__", [str(Path(__file__).parent)])
+    found = {m.name[len("head_"):] for m in pkgutil.iter_modules(package_path)
+             if m.name.startswith("head_")}
+    return sorted(set(_HEADS) | found)
+
+
+def head_builder(name: str) -> HeadBuilder:
+    """The builder registered as ``name``, importing ``medtl_lib.models.head_<name>`` if needed."""
+    if name not in _HEADS and name.isidentifier():
+        module = f"{__package__}.head_{name}"
+        if importlib.util.find_spec(module) is not None:
+            importlib.import_module(module)
+    if name not in _HEADS:
+        raise ValueError(f"Unknown head '{name}'. Known heads: {', '.join(available_heads())}. "
+                         f"A new head is a module medtl_lib/models/head_<name>.py whose builder is "
+                         f"decorated with @register_head('<name>').")
+    return _HEADS[name]
+
+
+@register_head("linear")
+def linear_head(in_features: int, num_classes: int) -> nn.Module:
+    """Seed 000's head: one linear layer on the pooled features."""
+    return nn.Linear(in_features, num_classes)
+
+
+# --- the classifier ------------------------------------------------------------------------------
+class Classifier(nn.Module):
+    """backbone (timm, with its pooling) -> head; state_dict keys ``backbone.*`` and ``head.*``.
+
+    ``pool`` says how the backbone was built (see :func:`backbone_kwargs`), since the pooling is
+    timm's own and lives inside the backbone:
+
+    - ``avg`` (seed 000): timm ``global_pool='avg'`` - mean over H x W for CNNs, mean over tokens
+      for ViT as the paper defines z; for ConvNeXt, timm keeps its pretrained LayerNorm after the
+      pool.
+    - ``token``: timm ``global_pool='token'`` - the ViT class token (ValueError without one).
+    - ``flatten``: timm ``global_pool=''`` (the unpooled feature map / all tokens) flattened by a
+      forward hook on the backbone, so ``backbone(x)`` is still exactly the head's input (the
+      feature cache relies on that). The head's in-features come from one dummy forward at
+      ``img_size`` (default: the backbone's pretrained input size), so such a model only accepts
+      inputs of that size.
+
+    ``head`` names a builder of the head registry (``linear``: ``nn.Linear``, as in seed 000).
     """
 
-    def __init__(self, backbone: nn.Module, num_classes: int) -> None:
+    def __init__(self, backbone: nn.Module, num_classes: int, pool: str = "avg",
+                 head: str = "linear", head_args: dict | None = None,
+                 img_size: int | None = None) -> None:
         super().__init__()
+        if pool not in POOLS:
+            raise ValueError(f"Unknown pool '{pool}'; choose one of {', '.join(POOLS)}")
+        build_head = head_builder(head)  # fail before any work on an unknown head
         self.backbone = backbone
-        self.head = nn.Linear(backbone.num_features, num_classes)
+        self.pool = pool
+        self.head_name = head
+        self.head_args = dict(head_args or {})
+        self._num_classes = num_classes
+        if pool == "token":
+            _check_token_backbone(backbone, type(backbone).__name__)
+        if pool == "flatten":
+            backbone.register_forward_hook(_flatten_output)
+            self.in_features = _probe_features(backbone, img_size)
+        else:
+            self.in_features = _pooled_features(backbone)
+        self.head = build_head(self.in_features, num_classes, **self.head_args)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(x))
 
     @property
     def num_classes(self) -> int:
-        return self.head.out_features
+        return self._num_classes
+
+
+def backbone_kwargs(timm_name: str, pool: str = "avg", img_size: int | None = None) -> dict:
+    """``timm.create_model`` kwargs of a headless backbone whose output a Classifier head takes."""
+    if pool not in POOLS:
+        raise ValueError(f"Unknown pool '{pool}'; choose one of {', '.join(POOLS)}")
+    kwargs: dict = {"num_classes": 0, "global_pool": _TIMM_POOL[pool]}
+    if img_size is not None and _fixed_input_size(timm_name):
+        kwargs["img_size"] = img_size
+    return kwargs
+
+
+def _pooled_features(backbone: nn.Module) -> int:
+    # head_hidden_size: what forward() returns when a model has a pre-logits stage after the pool
+    # (VGG's 4096-d fc1/fc2, MobileNetV3's conv_head); equal to num_features everywhere else.
+    return int(getattr(backbone, "head_hidden_size", None) or backbone.num_features)
+
+
+def _flatten_output(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+    return output.flatten(1)
+
+
+def _probe_features(backbone: nn.Module, img_size: int | None) -> int:
+    """Flattened output size for one zero image (eval mode: BN statistics stay untouched)."""
+    if img_size is None:
+        size = (getattr(backbone, "pretrained_cfg", None) or {}).get("input_size")
+        if not size:
+            raise ValueError("pool='flatten' needs img_size: the head's size depends on it")
+        img_size = int(size[-1])
+    was_training = backbone.training
+    backbone.eval()
+    try:
+        with torch.no_grad():
+            p = next(backbone.parameters(), None)
+            x = torch.zeros(1, 3, img_size, img_size,
+                            device=p.device if p is not None else "cpu")
+            return int(backbone(x).shape[1])
+    finally:
+        backbone.train(was_training)
+
+
+def _check_token_backbone(backbone: nn.Module, what: str) -> None:
+    if getattr(backbone, "cls_token", None) is None:
+        raise ValueError(f"pool='token' needs a class token, and model '{what}' has none; use "
+                         "pool='avg' (or a ViT with a class token)")
+    if isinstance(getattr(backbone, "global_pool", None), str) and backbone.global_pool != "token":
+        raise ValueError(f"pool='token' needs the backbone built with global_pool='token' "
+                         f"(backbone_kwargs), this one has '{backbone.global_pool}'")
+
+
+# --- the model as data ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to rebuild a run's model without its training config (saved as model.json).
+
+    ``surgery`` lists structural edits applied after the backbone is built (later: truncate, slim);
+    ``img_size`` is the input size the model was built for.
+    """
+    name: str  # as requested (preset or timm name)
+    timm_name: str
+    num_classes: int
+    img_size: int | None = None
+    pool: str = "avg"
+    head: str = "linear"
+    head_args: dict = field(default_factory=dict)
+    surgery: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return copy.deepcopy(asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelSpec":
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(d) - set(names))
+        if unknown:  # a newer kit's spec: better refused than rebuilt into another model
+            raise ValueError(f"model spec has unknown fields {unknown}; known: {names}")
+        missing = [n for n in ("name", "timm_name", "num_classes") if n not in d]
+        if missing:
+            raise ValueError(f"model spec lacks the fields {missing}")
+        return cls(**copy.deepcopy(d))
 
 
 @dataclass
@@ -75,17 +250,38 @@ class ModelInfo:
     timm_name: str
     weights_source: str  # 'hub', 'hub-cache:<path>', 'offline:<package>', 'file:<path>', 'none'
     data_config: dict
+    spec: ModelSpec | None = None  # always set by create_model / build_model
 
 
 def create_model(name: str, num_classes: int, weights: str = "auto", img_size: int | None = None,
+                 pool: str = "avg", head: str = "linear", head_args: dict | None = None,
                  ) -> tuple[Classifier, ModelInfo]:
-    """Build the classifier; ``weights`` is 'auto', 'none' or a path to a state-dict file."""
+    """Build the classifier; ``weights`` is 'auto', 'none' or a path to a state-dict file.
+
+    ``pool`` and ``head`` (with ``head_args``) are as in :class:`Classifier`; the defaults are
+    seed 000's model, key for key.
+    """
     if num_classes < 2:
         raise ValueError(f"num_classes must be >= 2, got {num_classes}")
     timm_name, _ = resolve_model_name(name)
-    kwargs: dict = {"num_classes": 0, "global_pool": "avg"}
-    if img_size is not None and _fixed_input_size(timm_name):
-        kwargs["img_size"] = img_size
+    spec = ModelSpec(name, timm_name, num_classes, img_size, pool, head, dict(head_args or {}))
+    return build_model(spec, weights)
+
+
+def build_model(spec: ModelSpec, weights: str = "auto") -> tuple[Classifier, ModelInfo]:
+    """Build the classifier a spec describes. ``info.spec`` has ``img_size`` filled in (the
+    backbone's default input size when the spec left it open); the model also carries it as
+    ``model.spec``."""
+    if spec.num_classes < 2:
+        raise ValueError(f"num_classes must be >= 2, got {spec.num_classes}")
+    if spec.surgery:
+        raise NotImplementedError(f"model surgery {[s.get('op') for s in spec.surgery]} is not "
+                                  "supported by this version of medtl_lib")
+    head_builder(spec.head)
+    timm_name, img_size = spec.timm_name, spec.img_size
+    kwargs = backbone_kwargs(timm_name, spec.pool, img_size)
+    if spec.pool == "token":
+        _check_token_model(timm_name, kwargs)
     own_ckpt = None
     if weights == "none":
         backbone, source = timm.create_model(timm_name, pretrained=False, **kwargs), "none"
@@ -99,13 +295,99 @@ def create_model(name: str, num_classes: int, weights: str = "auto", img_size: i
         else:
             backbone = _from_file(timm_name, kwargs, str(weights))
         source = f"file:{weights}"
-    model = Classifier(backbone, num_classes)
+    model = Classifier(backbone, spec.num_classes, spec.pool, spec.head, spec.head_args, img_size)
     if own_ckpt is not None:
         load_model_state(model, own_ckpt, what=str(weights))
     data_config = timm.data.resolve_data_config({}, model=backbone)
     if img_size is not None:
         data_config["input_size"] = (3, img_size, img_size)
-    return model, ModelInfo(name, timm_name, source, data_config)
+    spec = replace(spec, img_size=int(data_config["input_size"][-1]))
+    model.spec = spec
+    return model, ModelInfo(spec.name, timm_name, source, data_config, spec)
+
+
+def _check_token_model(timm_name: str, kwargs: dict) -> None:
+    """Refuse pool='token' before any weights are fetched (a bodiless build on the meta device)."""
+    try:
+        with torch.device("meta"):
+            probe = timm.create_model(timm_name, pretrained=False, **kwargs)
+    except Exception as exc:
+        raise ValueError(f"pool='token' is not possible for model '{timm_name}' "
+                         f"({type(exc).__name__}: {exc}); use pool='avg'") from None
+    _check_token_backbone(probe, timm_name)
+
+
+# --- run folders ---------------------------------------------------------------------------------
+MODEL_JSON = "model.json"
+
+
+def save_model_spec(spec: ModelSpec, run_dir: str | Path) -> Path:
+    """Write ``run_dir/model.json`` (atomically), so the run's model can be rebuilt from it alone."""
+    return atomic_write_json(Path(run_dir) / MODEL_JSON, spec.to_dict())
+
+
+def load_run_model(run_dir: str | Path, device: str | torch.device = "cpu",
+                   ) -> tuple[Classifier, ModelSpec, dict]:
+    """The trained model (theta*, ``best.pt``) of a run folder, in eval mode, with its spec and
+    best.pt's metadata (class_names, epoch, img_size, data_config, ... where present).
+
+    The architecture comes from ``model.json``; run folders written before it existed fall back
+    to ``config.yaml`` (model, img_size) and best.pt (timm_name, class_names). Building does not
+    disturb the caller's random number stream.
+    """
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise FileNotFoundError(f"run folder {run} does not exist")
+    best = run / "best.pt"
+    if not best.is_file():
+        have = ", ".join(sorted(p.name for p in run.iterdir())[:8]) or "nothing"
+        raise FileNotFoundError(
+            f"{best} is missing, so {run} has no trained weights (it holds: {have}). A run writes "
+            f"best.pt after its first complete epoch: finish it (rerun the same `medtl train ... "
+            f"--out {run}` command, which resumes) or pass another run folder.")
+    state = torch.load(best, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or "model" not in state:
+        raise ValueError(f"{best} is not a MedTL checkpoint (no 'model' state_dict in it)")
+    spec_file = run / MODEL_JSON
+    if spec_file.is_file():
+        try:
+            spec = ModelSpec.from_dict(json.loads(spec_file.read_text(encoding="utf-8")))
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{spec_file} is not a valid model spec: {exc}") from None
+    else:
+        spec = _spec_of_old_run(run, state)
+    with torch.random.fork_rng(devices=[]):
+        model, info = build_model(spec, weights="none")
+    load_model_state(model, state["model"], what=str(best))
+    model.to(device).eval()
+    meta = {k: v for k, v in state.items() if k != "model"}
+    return model, info.spec, meta
+
+
+def _spec_of_old_run(run: Path, state: dict) -> ModelSpec:
+    """A run folder from before model.json: seed 000's model (avg pool, linear head)."""
+    cfg_file = run / "config.yaml"
+    cfg: dict = {}
+    if cfg_file.is_file():
+        import yaml
+
+        cfg = yaml.safe_load(cfg_file.read_text(encoding="utf-8")) or {}
+    name = cfg.get("model") or state.get("timm_name")
+    if not name:
+        raise FileNotFoundError(
+            f"{run} has neither {MODEL_JSON} nor config.yaml, and best.pt does not record "
+            f"timm_name, so the architecture is unknown. Copy the run's config.yaml (or a "
+            f"model.json written by save_model_spec) into the folder.")
+    timm_name = state.get("timm_name") or resolve_model_name(name)[0]
+    img_size = cfg.get("img_size") or state.get("img_size")
+    if state.get("class_names"):
+        num_classes = len(state["class_names"])
+    elif "head.weight" in state["model"]:
+        num_classes = int(state["model"]["head.weight"].shape[0])
+    else:
+        raise ValueError(f"{run / 'best.pt'} has no class_names and no head.weight: cannot tell "
+                         f"the number of classes; add a {MODEL_JSON}")
+    return ModelSpec(str(name), timm_name, num_classes, int(img_size) if img_size else None)
 
 
 def load_model_state(model: Classifier, state: dict[str, torch.Tensor], what: str) -> None:
