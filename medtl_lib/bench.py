@@ -20,7 +20,6 @@ from .data.loaders import ImageDataset, build_transforms, make_loader
 from .device import select_device, tune_cpu_allocator
 from .models.factory import create_model
 from .run import prepare_data
-from .training.dual_monitor import DualMonitor
 from .training.strategies import get_strategy
 from .training.trainer import Trainer
 
@@ -58,9 +57,8 @@ def bench_train(dataset: str, model: str, data_dir: str | None = None, weights: 
 
     def kit() -> float:
         net.load_state_dict(init)
-        trainer = Trainer(net, get_strategy("full"), DualMonitor(), dev, lr=1e-3, progress=True)
-        trainer.strategy.on_epoch_start(net, 0)
-        trainer.train_epoch(warm)
+        trainer = Trainer(net, get_strategy("full"), dev, lr=1e-3, epochs=1, progress=True)
+        trainer.train_epoch(warm)  # builds the first stage's optimizer, as fit does
         _sync(dev.device)
         t0 = time.perf_counter()
         trainer.train_epoch(timed)
@@ -97,13 +95,43 @@ def bench_train(dataset: str, model: str, data_dir: str | None = None, weights: 
         for fn in order:
             (kit_runs if fn is kit else bare_runs).append(fn())
     k, b = statistics.median(kit_runs), statistics.median(bare_runs)
+    stage_ms = _stage_bookkeeping_ms(net, dev)
+    epoch_s = len(frame) / k  # one epoch of this training split at the kit's rate
     return {
         "model": info.timm_name, "img_size": img_size, "batch_size": batch_size,
         "timed_batches": len(timed), "repeats": repeats, "device": dev.description,
         "kit_images_per_s": round(k, 2), "bare_images_per_s": round(b, 2),
         "ratio": round(k / b, 4), "cpu_allocator_tuned": allocator_tuned,
+        "stage_bookkeeping_ms_per_epoch": round(stage_ms, 3),
+        "stage_bookkeeping_share_of_epoch": round(stage_ms / 1000 / epoch_s, 6),
         "kit_runs": [round(v, 2) for v in kit_runs], "bare_runs": [round(v, 2) for v in bare_runs],
     }
+
+
+def _stage_bookkeeping_ms(net: nn.Module, dev, reps: int = 20) -> float:
+    """What the stage machinery adds to one epoch beyond the batches: starting a stage (optimizer,
+    schedule, selector; once per stage, counted in full every epoch here), counting trainable
+    parameters, the LR of every group, the schedule's and selector's decisions, and the history
+    row. Median of ``reps``; the weights are put back afterwards."""
+    from .training.schedules import EpochStats
+
+    state = copy.deepcopy(net.state_dict())
+    trainer = Trainer(net, get_strategy("full"), dev, lr=1e-3, epochs=1, progress=False)
+    times = []
+    for i in range(reps):
+        t0 = time.perf_counter()
+        schedule, selector, base = trainer._begin_stage(trainer.stages[0], [None])
+        trainer.strategy.on_epoch_start(net, trainer.stages[0], 0)
+        trainable = trainer.trainable_params()
+        groups = ";".join(f"{g.get('name')}={g['lr']:.6g}" for g in trainer.optimizer.param_groups)
+        stats = EpochStats(0, 1.0, 0.5, 1.0, 0.5)
+        decision = schedule.end_epoch(stats)
+        selector.step(stats, decision)
+        Trainer.history_frame([dict(epoch=i, stage="train", lr=1e-3, trainable_params=trainable,
+                                    lr_groups=groups, **decision.columns)])
+        times.append((time.perf_counter() - t0) * 1000)
+    net.load_state_dict(state)
+    return statistics.median(times)
 
 
 def _sync(device: torch.device) -> None:

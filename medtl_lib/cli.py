@@ -10,46 +10,102 @@ from pathlib import Path
 from .config import RunConfig
 
 
+#: help text per RunConfig field; every default comes from RunConfig itself (written once)
+_HELP = {
+    "dataset": "sarscov2_ct | breakhis_400x | brain_tumor_mri | folder",
+    "data_dir": "dataset folder (default: search $MEDTL_DATA_DIR, ./data, Kaggle)",
+    "model": "preset (resnet, densenet, convnext, vit, vit_star, efficientnet_lite0) or any timm "
+             "model name",
+    "weights": "auto | none | PATH",
+    "strategy": "`medtl strategies` lists them with their arguments",
+    "pool": "avg | token (a ViT's class token) | flatten",
+    "head": "classifier head",
+    "img_size": "input size in pixels",
+    "epochs": "default: 10 (brain MRI) or 20; a staged strategy splits them",
+    "batch_size": "images per batch",
+    "lr": "default: the preset's (1e-3; ViT* 1e-5)",
+    "optimizer": "adamax (seed 000) | adam | adamw | sgd",
+    "momentum": "sgd momentum",
+    "weight_decay": "weight decay (coupled L2, decoupled for adamw)",
+    "schedule": "LR schedule (dual_monitor: seed 000's)",
+    "select_by": "theta*: dual_monitor | val_loss | val_acc | val_macro_acc | val_auroc",
+    "early_stop_patience": "end a stage after this many epochs without a better select_by value",
+    "loss": "ce | weighted_ce",
+    "threshold": "T of the dual monitor",
+    "patience": "p of the dual monitor",
+    "stop_patience": "P of the dual monitor",
+    "factor": "phi of the dual monitor",
+    "split": "stratified (0.8/0.1/0.1) | predefined (the dataset's test folder)",
+    "val_frac": "validation fraction",
+    "test_frac": "test fraction",
+    "split_csv": "reuse the split of an earlier run (its split.csv)",
+    "group_by": "keep groups in one split: duplicates | patient (BreaKHis patients + duplicates) "
+                "| none (image-level, leaks)",
+    "crop_scale_min": "random-resized-crop area lower bound",
+    "hflip": "horizontal flip probability",
+    "pipeline": "cached (decode once into $MEDTL_CACHE_DIR, augment batches on the device) | "
+                "per_image (the authors': PIL + timm transforms per image per epoch)",
+    "seed": "random seed",
+    "num_workers": "loader processes (default: 0 on CPU, min(8, cores) on CUDA)",
+    "device": "auto | cpu | cuda",
+    "amp": "auto | off | bf16 | fp16",
+}
+#: RunConfig fields given as flags of another shape (below) or not on the command line
+_SPECIAL = {"augment", "cache_features", "strict", "strategy_args", "schedule_args", "out"}
+
+
+def _choices() -> dict[str, list[str]]:
+    """Flags whose values come from a registry (a new strategy or schedule appears by itself)."""
+    from .config import GROUPINGS, PIPELINES, POOLS
+    from .training.losses import LOSSES
+    from .training.optim import OPTIMIZERS
+    from .training.schedules import SCHEDULES, SELECT_BY
+    from .training.strategies import STRATEGIES
+
+    return {"strategy": STRATEGIES.names(), "schedule": SCHEDULES.names(),
+            "optimizer": list(OPTIMIZERS), "loss": list(LOSSES), "select_by": list(SELECT_BY),
+            "pool": list(POOLS), "group_by": list(GROUPINGS), "pipeline": list(PIPELINES)}
+
+
 def _add_train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", required=True, help="sarscov2_ct | breakhis_400x | brain_tumor_mri | folder")
-    p.add_argument("--data-dir", help="dataset folder (default: search $MEDTL_DATA_DIR, ./data, Kaggle)")
-    p.add_argument("--model", required=True, help="preset (resnet, densenet, convnext, vit, vit_star, "
-                   "efficientnet_lite0) or any timm model name")
-    p.add_argument("--weights", default="auto", help="auto | none | PATH (default: auto)")
-    p.add_argument("--strategy", default="full", help="full | linear_probe")
-    p.add_argument("--img-size", type=int, default=224)
-    p.add_argument("--epochs", type=int, help="default: 10 (brain MRI) or 20")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, help="default: the preset's (1e-3; ViT* 1e-5)")
-    p.add_argument("--threshold", type=float, default=0.9, help="T (default 0.9)")
-    p.add_argument("--patience", type=int, default=2, help="p (default 2)")
-    p.add_argument("--stop-patience", type=int, default=2, help="P (default 2)")
-    p.add_argument("--factor", type=float, default=0.5, help="phi (default 0.5)")
-    p.add_argument("--split", default="stratified", help="stratified (0.8/0.1/0.1) | predefined")
-    p.add_argument("--split-csv", help="reuse the split of an earlier run (its split.csv)")
-    p.add_argument("--group-by", default="duplicates", help="keep groups in one split: duplicates "
-                   "(default) | patient (BreaKHis patients + duplicates) | none (image-level, leaks)")
-    p.add_argument("--crop-scale-min", type=float, default=0.5,
-                   help="random-resized-crop area lower bound (default 0.5)")
+    """One flag per RunConfig field, its default taken from RunConfig (shown in --help)."""
+    choices = _choices()
+    for f in fields(RunConfig):
+        if f.name in _SPECIAL:
+            continue
+        default = None if f.name in ("dataset", "model") else getattr(RunConfig, f.name, None)
+        kind = str if default is None else type(default)
+        if f.name in ("epochs", "lr", "early_stop_patience", "num_workers"):
+            kind = {"epochs": int, "lr": float, "early_stop_patience": int, "num_workers": int}[f.name]
+        flag = "--" + f.name.replace("_", "-")
+        shown = "" if default is None else f" (default {default})"
+        p.add_argument(flag, type=kind, default=default, required=f.name in ("dataset", "model"),
+                       choices=choices.get(f.name), help=_HELP.get(f.name, f.name) + shown)
+    p.add_argument("--strategy-arg", dest="strategy_args", action="append", default=[],
+                   metavar="KEY=VALUE", help="a strategy argument, repeatable (e.g. "
+                   "--strategy-arg lp_epochs=3); `medtl strategies` lists them")
+    p.add_argument("--schedule-arg", dest="schedule_args", action="append", default=[],
+                   metavar="KEY=VALUE", help="a schedule argument, repeatable (e.g. "
+                   "--schedule-arg patience=5)")
     p.add_argument("--no-augment", dest="augment", action="store_false",
-                   help="train on the eval transform (no crop/flip); lets linear_probe cache features")
-    p.add_argument("--pipeline", default="cached", help="cached (default: decode once into "
-                   "$MEDTL_CACHE_DIR, augment batches on the device) | per_image (the authors': "
-                   "PIL + timm transforms per image per epoch)")
+                   help="train on the eval transform (no crop/flip); lets a frozen-backbone stage "
+                   "cache features")
     p.add_argument("--no-cache-features", dest="cache_features", action="store_false",
-                   help="linear_probe: run the frozen backbone every epoch even when features "
+                   help="frozen-backbone stages: run the backbone every epoch even when features "
                    "could be computed once")
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--num-workers", type=int)
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    p.add_argument("--amp", default="auto", help="auto | off | bf16 | fp16")
-    p.add_argument("--strict", action="store_true", help="stop on unreadable images instead of skipping them")
+    p.add_argument("--strict", action="store_true", help="stop on unreadable images instead of "
+                   "skipping them")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
+    from .registry import parse_key_values
+
     names = {f.name for f in fields(RunConfig)}
-    return RunConfig.from_dict({k: v for k, v in vars(args).items() if k in names and v is not None})
+    d = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    d["strategy_args"] = parse_key_values(args.strategy_args, "--strategy-arg")
+    d["schedule_args"] = parse_key_values(args.schedule_args, "--schedule-arg")
+    return RunConfig.from_dict(d)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,6 +119,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train and evaluate one model on one dataset")
     _add_train_args(p)
     p.add_argument("--out", required=True, help="run folder (rerun the same command to resume)")
+
+    st = sub.add_parser("strategies", help="the fine-tuning strategies and schedules, with their "
+                        "arguments")
+    st.add_argument("--json", action="store_true", help="one JSON object, for machines")
+
+    mi = sub.add_parser("model", help="inspect a model").add_subparsers(dest="model_command",
+                                                                       required=True)
+    info = mi.add_parser("info", help="parameters, trainable parameters, MACs and latency of a "
+                         "model as a run would build it")
+    info.add_argument("--model", required=True)
+    info.add_argument("--weights", default="none", help="auto | none | PATH (default none: the "
+                      "numbers do not depend on the weights)")
+    info.add_argument("--img-size", type=int, default=224)
+    info.add_argument("--num-classes", type=int, default=2)
+    info.add_argument("--pool", default=RunConfig.pool)
+    info.add_argument("--head", default=RunConfig.head)
+    info.add_argument("--strategy", default=RunConfig.strategy)
+    info.add_argument("--strategy-arg", dest="strategy_args", action="append", default=[],
+                      metavar="KEY=VALUE")
+    info.add_argument("--epochs", type=int, default=10, help="run epochs (staged strategies)")
+    info.add_argument("--device", default="cpu", help="where latency is measured")
+    info.add_argument("--no-latency", action="store_true", help="skip the timing")
+    info.add_argument("--json", action="store_true", help="one JSON object")
 
     data = sub.add_parser("data", help="inspect or generate datasets").add_subparsers(
         dest="data_command", required=True)
@@ -133,6 +212,10 @@ def main(argv: list[str] | None = None) -> int:
                 k: result.metrics["test"][k] for k in
                 ("accuracy", "precision_macro", "recall_macro", "f1_macro")}}, indent=2))
             return 0
+        if args.command == "strategies":
+            return _print_strategies(args.json)
+        if args.command == "model" and args.model_command == "info":
+            return _print_model_info(args)
         if args.command == "data" and args.data_command == "check":
             from .data.check import check_dataset
 
@@ -177,6 +260,53 @@ def main(argv: list[str] | None = None) -> int:
         print(f"medtl: error: {exc}", file=sys.stderr)
         return 2
     return 1
+
+
+def _print_strategies(as_json: bool) -> int:
+    from .training.schedules import SCHEDULES
+    from .training.strategies import STRATEGIES
+
+    tables = {"strategies": STRATEGIES.table(), "schedules": SCHEDULES.table()}
+    if as_json:
+        print(json.dumps(tables, indent=2))
+        return 0
+    for kind, rows in tables.items():
+        flag = "--strategy-arg" if kind == "strategies" else "--schedule-arg"
+        print(f"{kind} (arguments: {flag} KEY=VALUE)")
+        for r in rows:
+            print(f"  {r['name']:<16} {r['description']}")
+            for a in r["arguments"]:
+                choices = f" [{'|'.join(map(str, a['choices']))}]" if "choices" in a else ""
+                print(f"      {a['name']}: {a['type']} = {a['default']!r}{choices}  {a['help']}")
+        print()
+    return 0
+
+
+def _print_model_info(args: argparse.Namespace) -> int:
+    import torch
+
+    from .models.factory import create_model
+    from .models.groups import group_sizes
+    from .models.info import model_info
+    from .registry import parse_key_values
+    from .training.strategies import count_params, get_strategy
+
+    strategy = get_strategy(args.strategy, parse_key_values(args.strategy_args))
+    model, info = create_model(args.model, args.num_classes, weights=args.weights,
+                               img_size=args.img_size, pool=args.pool, head=args.head)
+    stage = strategy.stages(args.epochs)[0]
+    trainable = count_params(strategy.param_groups(model, 1.0, stage))
+    out = model_info(model, args.img_size, trainable_params=trainable,
+                     device=torch.device(args.device), latency=not args.no_latency)
+    out.update(model=args.model, timm_name=info.timm_name, strategy=strategy.name,
+               first_stage=stage.name, num_classes=args.num_classes,
+               groups=dict(group_sizes(model)))
+    if args.json:
+        print(json.dumps(out, indent=2, default=str))
+    else:
+        for k, v in out.items():
+            print(f"{k:>18}: {v:,}" if isinstance(v, int) else f"{k:>18}: {v}")
+    return 0
 
 
 if __name__ == "__main__":

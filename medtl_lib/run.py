@@ -238,7 +238,7 @@ def format_epoch(row: dict) -> str:
         f" LR x{factor}" if factor != 1.0 else "") + (" STOP" if row["stop"] else "")
     sched = " ".join(f"{k}={row[k]}" for k in ("c", "s", "bad", "cuts") if k in row)
     sched = (f"{row['phase']} " if "phase" in row else "") + sched
-    return (f"epoch {row['epoch']} [{row['stage']}]: train loss {row['train_loss']:.4f} "
+    return (f"epoch {row['epoch']}: [{row['stage']}] train loss {row['train_loss']:.4f} "
             f"acc {row['train_acc']:.4f} | val loss {row['val_loss']:.4f} "
             f"acc {row['val_acc']:.4f} | lr {row['lr']:.2e} | {sched.strip()}{flags} | "
             f"{row['trainable_params']:,} trainable | {row['seconds']:.0f}s")

@@ -164,7 +164,7 @@ def test_linear_probe_on_cached_features_equals_running_the_backbone(synth_root,
     slow = train_run(_cfg(data, tmp_path / "slow", cache_features=False, **kw), progress=False,
                      log=lines.append)
     assert fast.metrics["features_cached"] and not slow.metrics["features_cached"]
-    assert any(line.startswith("features cached") for line in lines)
+    assert any(line.startswith("stage 'probe': features cached") for line in lines)
     n_head = 96 * 4 + 4  # test_resnet's 96 features -> 4 classes
     assert any(line.startswith(f"linear_probe: {n_head:,} of ") for line in lines)  # before epoch 1
     pd.testing.assert_frame_equal(fast.history[["train_loss", "val_loss"]],
