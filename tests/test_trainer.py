@@ -13,9 +13,9 @@ from medtl_lib.data.loaders import ImageDataset, build_transforms, make_loader
 from medtl_lib.data.registry import get_spec
 from medtl_lib.device import select_device
 from medtl_lib.models.factory import create_model
-from medtl_lib.training.dual_monitor import Decision, DualMonitor
+from medtl_lib.training.schedules import Schedule, ScheduleDecision
 from medtl_lib.training.strategies import get_strategy
-from medtl_lib.training.trainer import NonFiniteLossError, Trainer
+from medtl_lib.training.trainer import NonFiniteLossError, Trainer, dual_monitor_schedules
 
 
 @pytest.fixture()
@@ -30,29 +30,26 @@ def loaders(synth_root):
             make_loader(ImageDataset(index.root, val, eval_tf), 16, False, 0))
 
 
-def _trainer(ckpt_dir=None, monitor=None, strategy="full", seed=0, lr=1e-2):
+def _trainer(ckpt_dir=None, schedule=None, strategy="full", seed=0, lr=1e-2, epochs=1):
     torch.manual_seed(seed)
     model, _ = create_model("test_resnet", 4, weights="none", img_size=32)
-    return Trainer(model, get_strategy(strategy), monitor or DualMonitor(), select_device("cpu"),
-                   lr=lr, ckpt_dir=ckpt_dir, progress=False)
+    schedules = (lambda stage: schedule) if schedule is not None else dual_monitor_schedules()
+    return Trainer(model, get_strategy(strategy), select_device("cpu"), lr=lr, epochs=epochs,
+                   schedules=schedules, ckpt_dir=ckpt_dir, progress=False)
 
 
-@dataclass
-class ScriptedMonitor:
-    """Stands in for DualMonitor: returns pre-written decisions, records what it was shown."""
+class ScriptedSchedule(Schedule):
+    """Stands in for the dual monitor: returns pre-written decisions, records what it was shown."""
 
-    script: list[tuple[float, bool, bool]]
-    seen: list = None
-    stopped: bool = False
+    name = "scripted"
 
-    def step(self, train_acc, val_loss):
-        self.seen = (self.seen or []) + [(train_acc, val_loss)]
+    def __init__(self, script: list[tuple[float, bool, bool]]) -> None:
+        self.script, self.seen = script, []
+
+    def end_epoch(self, stats):
+        self.seen.append((stats.train_acc, stats.val_loss))
         lr_factor, save, stop = self.script[len(self.seen) - 1]
-        self.stopped = stop
-        return Decision(lr_factor, save, stop, "train_acc", save)
-
-    wait = 0
-    reductions = 0
+        return ScheduleDecision(lr_factor=lr_factor, stop=stop, save_best=save)
 
     def state_dict(self):
         return {}
@@ -62,9 +59,9 @@ def test_decisions_are_applied(loaders, tmp_path):
     train, val = loaders
     script = [(1.0, True, False), (0.5, False, False), (0.1, True, False), (1.0, False, True),
               (1.0, False, False)]
-    monitor = ScriptedMonitor(script)
-    t = _trainer(tmp_path, monitor)
-    result = t.fit(train, val, epochs=5)
+    monitor = ScriptedSchedule(script)
+    t = _trainer(tmp_path, monitor, epochs=5)
+    result = t.fit(train, val)
     h = result.history
     assert result.epochs_run == 4 and result.stopped_early  # stopped at epoch 4 of 5
     assert h["lr"].tolist() == pytest.approx([1e-2, 1e-2, 5e-3, 5e-4])
@@ -82,10 +79,12 @@ def test_decisions_are_applied(loaders, tmp_path):
 
 def test_resume_matches_uninterrupted_run(loaders, tmp_path):
     train, val = loaders
-    full = _trainer(tmp_path / "a").fit(train, val, epochs=3, seed=7)
-    first = _trainer(tmp_path / "b").fit(train, val, epochs=1, seed=7)
-    assert first.epochs_run == 1
-    resumed = _trainer(tmp_path / "b").fit(train, val, epochs=3, seed=7)
+    full = _trainer(tmp_path / "a", epochs=3).fit(train, val, seed=7)
+    first = _trainer(tmp_path / "b", epochs=3)
+    first.callbacks.append(_interrupt_after(1))
+    with pytest.raises(KeyboardInterrupt):
+        first.fit(train, val, seed=7)
+    resumed = _trainer(tmp_path / "b", epochs=3).fit(train, val, seed=7)
     assert resumed.resumed_from == 1
     cols = ["train_loss", "train_acc", "val_loss", "val_acc", "lr", "c", "s"]
     pd.testing.assert_frame_equal(full.history[cols], resumed.history[cols])
@@ -97,27 +96,27 @@ def test_resume_matches_uninterrupted_run(loaders, tmp_path):
 
 def test_same_seed_repeats_other_seed_differs(loaders):
     train, val = loaders
-    h1 = _trainer().fit(train, val, epochs=1, seed=3).history
-    h2 = _trainer().fit(train, val, epochs=1, seed=3).history
-    h3 = _trainer().fit(train, val, epochs=1, seed=4).history
+    h1 = _trainer().fit(train, val, seed=3).history
+    h2 = _trainer().fit(train, val, seed=3).history
+    h3 = _trainer().fit(train, val, seed=4).history
     assert h1["train_loss"].tolist() == h2["train_loss"].tolist()
     assert h1["train_loss"].tolist() != h3["train_loss"].tolist()
 
 
 def test_theta_star_in_memory_without_checkpoint_dir(loaders):
     train, val = loaders
-    t = _trainer(None, ScriptedMonitor([(1.0, True, False), (1.0, False, False)]))
-    t.fit(train, val, epochs=2)
-    assert t._best_in_memory is not None
+    t = _trainer(None, ScriptedSchedule([(1.0, True, False), (1.0, False, False)]), epochs=2)
+    t.fit(train, val)
+    best = t._best_in_memory["train"]
     for k, v in t.model.state_dict().items():
-        torch.testing.assert_close(v, t._best_in_memory[k])
+        torch.testing.assert_close(v, best[k])
 
 
 def test_linear_probe_trains_only_the_head(loaders):
     train, val = loaders
     t = _trainer(strategy="linear_probe", lr=5e-2)
     before = {k: v.clone() for k, v in t.model.state_dict().items()}
-    t.fit(train, val, epochs=1)
+    t.fit(train, val)
     after = t.model.state_dict()
     for k, v in before.items():
         if k.startswith("backbone."):  # weights and BatchNorm running stats untouched
@@ -129,11 +128,14 @@ def test_linear_probe_trains_only_the_head(loaders):
 
 def test_non_finite_loss_names_epoch_and_batch(loaders, tmp_path):
     train, val = loaders
-    t = _trainer(tmp_path)
-    t.fit(train, val, epochs=1)
+    t = _trainer(tmp_path, epochs=2)
+    t.callbacks.append(_interrupt_after(1))
+    with pytest.raises(KeyboardInterrupt):
+        t.fit(train, val)
+    t = _trainer(tmp_path, epochs=2)
     t.criterion = lambda logits, y: (logits * float("nan")).sum()
     with pytest.raises(NonFiniteLossError, match=r"epoch 2, batch 1"):
-        t.fit(train, val, epochs=2)
+        t.fit(train, val)
     assert (tmp_path / "best.pt").is_file()
     assert torch.load(tmp_path / "last.pt", weights_only=True)["epoch"] == 1
 
@@ -157,3 +159,12 @@ def test_trainer_sees_the_loaders_own_shuffle_order(loaders, progress):
     t.train_epoch(train)
     train.generator.manual_seed(11)
     assert seen == [y.tolist() for _, y in train]
+
+
+def _interrupt_after(epochs: int):
+    """A callback that stops the process after ``epochs`` epochs, as a kill would (after the
+    epoch's checkpoint was written)."""
+    def cb(row):
+        if row["epoch"] >= epochs:
+            raise KeyboardInterrupt
+    return cb
