@@ -1,16 +1,53 @@
-"""Run a profile (a matrix of datasets x models) through the notebooks with papermill.
+"""Run a profile (a matrix of datasets x models x strategies x seeds) through the notebooks.
 
 ``bash run_all.sh [PROFILE|FILE.yaml] [--only PATTERN] [--dry-run]`` and
-``medtl_lib.experiments.run_profile(...)`` are the same thing. Each training run gets its own
-folder ``runs/<profile>/<dataset>__<model>/`` holding the executed ``03_train.ipynb`` and
-``04_evaluate.ipynb`` next to the run's files; the profile folder gets the course notebooks and
-``05_results`` with its HTML export.
+``medtl_lib.experiments.run_profile(...)`` are the same thing. Each training run (one dataset,
+model, strategy and seed) gets its own folder ``runs/<profile>/<run name>/`` holding the executed
+``03_train.ipynb`` and ``04_evaluate.ipynb`` next to the run's files; the profile folder gets the
+course notebooks and ``05_results`` with its HTML export.
 
 A run whose ``metrics.json`` says complete is skipped; an interrupted one is executed again and
 resumes from its last complete epoch; a failing one is reported and the others go on.
+
+Profile format (YAML)::
+
+    name: my_profile               # default: the file name
+    datasets: [sarscov2_ct, brain_tumor_mri]
+    models: [resnet, vit_star]
+    strategies: [full, lp_ft]      # default [full] (or [defaults.strategy])
+    seeds: [0, 1, 2]               # default [defaults.seed], else [42]
+    defaults: {img_size: 224}      # RunConfig fields for every run
+    overrides:                     # RunConfig fields for some runs
+      vit_star: {batch_size: 16}
+      lp_ft: {strategy_args: {lp_epochs: 3}}
+      brain_tumor_mri__vit_star__lp_ft: {strategy_args: {ft_lr_factor: 0.05}}
+
+The matrix is every dataset x model x strategy x seed. A run's fields come from, later winning:
+
+1. ``defaults``;
+2. single-name overrides, in the order ``<dataset>``, ``<model>``, ``<strategy>``;
+3. two-name overrides: ``<dataset>__<model>``, ``<dataset>__<strategy>``, ``<model>__<strategy>``;
+4. ``<dataset>__<model>__<strategy>``;
+
+that is, a more specific key wins over a less specific one, and among keys naming as many parts
+the later one in that list wins. The names in a key are always in the order dataset, model,
+strategy. Mapping fields (``strategy_args``, ``schedule_args``) are merged key by key in the same
+order instead of replaced: with the overrides above, brain_tumor_mri x vit_star x lp_ft runs get
+``{lp_epochs: 3, ft_lr_factor: 0.05}``. Each strategy accepts only its own arguments (``medtl
+strategies``), so ``strategy_args`` belong under a strategy's key, not in ``defaults`` of a
+profile with several strategies. An override key that names no run of the matrix is an error (a
+typo would otherwise change nothing). ``dataset``, ``model``, ``strategy``, ``seed`` and
+``out`` are set by the matrix: they may not appear in overrides (use ``strategies:`` and
+``seeds:``), and ``defaults`` may hold ``strategy`` / ``seed`` only when the profile has no
+``strategies:`` / ``seeds:`` list.
+
+Run names (the folder and what ``--only`` globs on, see :func:`run_name`):
+``<dataset>__<model>__<strategy>__s<seed>``, except that a profile of ``full`` runs with exactly
+one seed keeps the older ``<dataset>__<model>``, so existing run folders still resume.
 """
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import logging
 import os
@@ -29,6 +66,12 @@ NOTEBOOKS = REPO / "notebooks"
 PROFILES = REPO / "profiles"
 KERNEL = "python3"  # ipykernel's own kernel: present wherever ipykernel is installed
 RUN_FIELDS = {f.name for f in fields(RunConfig)}
+PROFILE_KEYS = ("name", "description", "synthetic", "datasets", "models", "strategies", "seeds",
+                "defaults", "overrides", "data_dirs", "walkthrough", "leakage")
+MERGED_FIELDS = ("strategy_args", "schedule_args")  # mappings merged key by key, not replaced
+MATRIX_FIELDS = ("dataset", "model", "strategy", "seed", "out")  # set per run by the matrix
+DEFAULT_STRATEGY = "full"
+DEFAULT_SEED = 42
 
 
 @dataclass
@@ -41,19 +84,127 @@ class Profile:
     data_dirs: dict[str, str] = field(default_factory=dict)
     walkthrough: str = "recorded"  # notebook 02 replays the first run, or a simulated one
     leakage: dict[str, Any] | None = None  # parameters of notebook 06, when the profile has it
+    strategies: list[str] = field(default_factory=lambda: [DEFAULT_STRATEGY])
+    seeds: list[int] = field(default_factory=lambda: [DEFAULT_SEED])
+    legacy_names: bool = True  # runs named <dataset>__<model> (full runs, one seed)
 
     @property
     def datasets(self) -> list[str]:
         return list(dict.fromkeys(r.dataset for r in self.runs))
 
+    @property
+    def models(self) -> list[str]:
+        return list(dict.fromkeys(r.model for r in self.runs))
 
-def run_name(cfg: RunConfig) -> str:
-    return f"{cfg.dataset}__{cfg.model}"
+    def run_name(self, cfg: RunConfig) -> str:
+        return run_name(cfg, self.legacy_names)
+
+    def shape(self) -> str:
+        """'12 run(s) = 2 datasets x 1 model x 3 strategies x 2 seeds'."""
+        def n(k: int, one: str, many: str) -> str:
+            return f"{k} {one if k == 1 else many}"
+
+        return (f"{len(self.runs)} run(s) = {n(len(self.datasets), 'dataset', 'datasets')} x "
+                f"{n(len(self.models), 'model', 'models')} x "
+                f"{n(len(self.strategies), 'strategy', 'strategies')} x "
+                f"{n(len(self.seeds), 'seed', 'seeds')}")
+
+
+def uses_legacy_names(strategies: list[str], seeds: list[int]) -> bool:
+    """Full runs with one seed keep the folder names of profiles from before strategies."""
+    return list(strategies) == [DEFAULT_STRATEGY] and len(seeds) == 1
+
+
+def run_name(cfg: RunConfig, legacy: bool) -> str:
+    """The run's folder name: ``<dataset>__<model>__<strategy>__s<seed>``, or with ``legacy``
+    (a profile of full runs with one seed) ``<dataset>__<model>``."""
+    if legacy:
+        return f"{cfg.dataset}__{cfg.model}"
+    return f"{cfg.dataset}__{cfg.model}__{cfg.strategy}__s{cfg.seed}"
+
+
+def override_keys(dataset: str, model: str, strategy: str) -> list[str]:
+    """The override keys that apply to one run, least specific first (later ones win)."""
+    return [dataset, model, strategy,
+            f"{dataset}__{model}", f"{dataset}__{strategy}", f"{model}__{strategy}",
+            f"{dataset}__{model}__{strategy}"]
+
+
+def merge_fields(*layers: dict[str, Any]) -> dict[str, Any]:
+    """Later layers win; the mapping fields (strategy_args, schedule_args) merge key by key."""
+    out: dict[str, Any] = {}
+    for layer in layers:
+        for k, v in layer.items():
+            if k in MERGED_FIELDS and isinstance(v, dict) and isinstance(out.get(k), dict):
+                out[k] = {**out[k], **v}
+            elif k in MERGED_FIELDS and isinstance(v, dict):
+                out[k] = dict(v)
+            else:
+                out[k] = v
+    return out
+
+
+def _name_list(spec: dict, key: str, path: Path) -> list[str]:
+    value = spec.get(key) or []
+    value = [value] if isinstance(value, str) else value
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f"{path}: '{key}' must be a list of names, got {value!r}")
+    if len(set(value)) != len(value):
+        raise ValueError(f"{path}: '{key}' lists a name twice: {value}")
+    return value
+
+
+def _axis(spec: dict, defaults: dict, key: str, field_name: str, default: Any,
+          path: Path) -> list:
+    """strategies / seeds: the profile's list, else the one value in defaults, else default."""
+    if key in spec and field_name in defaults:
+        raise ValueError(f"{path}: give either '{key}:' or '{field_name}' in defaults, not both")
+    if key not in spec:
+        return [defaults.get(field_name, default)]
+    if field_name == "seed":
+        value = spec[key]
+        value = [value] if isinstance(value, int) and not isinstance(value, bool) else value
+        if (not isinstance(value, list) or not value
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+            raise ValueError(f"{path}: 'seeds' must be a list of integers, got {value!r}")
+        if len(set(value)) != len(value):
+            raise ValueError(f"{path}: 'seeds' lists a seed twice: {value}")
+        return value
+    value = _name_list(spec, key, path)
+    if not value:
+        raise ValueError(f"{path}: '{key}' is empty")
+    return value
+
+
+def _check_overrides(overrides: Any, datasets: list[str], models: list[str],
+                     strategies: list[str], path: Path) -> dict[str, dict]:
+    if not isinstance(overrides, dict):
+        raise ValueError(f"{path}: 'overrides' must map a key to RunConfig fields")
+    valid = {k for ds in datasets for m in models for st in strategies
+             for k in override_keys(ds, m, st)}
+    for key, value in overrides.items():
+        if key not in valid:
+            import difflib
+
+            close = difflib.get_close_matches(str(key), sorted(valid), n=1)
+            raise ValueError(
+                f"{path}: override '{key}' names no run of the profile"
+                + (f" (did you mean '{close[0]}'?)" if close else "")
+                + "; keys are a dataset, model or strategy of the profile, or "
+                "<dataset>__<model>, <dataset>__<strategy>, <model>__<strategy>, "
+                "<dataset>__<model>__<strategy>")
+        if not isinstance(value, dict):
+            raise ValueError(f"{path}: override '{key}' must map RunConfig fields to values")
+        fixed = sorted(set(value) & set(MATRIX_FIELDS))
+        if fixed:
+            raise ValueError(f"{path}: override '{key}' sets {fixed}, which the matrix sets "
+                             "(use datasets:, models:, strategies:, seeds:)")
+    return overrides
 
 
 def load_profile(name_or_path: str | os.PathLike, runs_dir: str | os.PathLike = "runs",
                  data_root: str | os.PathLike | None = None) -> Profile:
-    """A profile by name (``profiles/<name>.yaml``) or path to a YAML file."""
+    """A profile by name (``profiles/<name>.yaml``) or path to a YAML file (format: module doc)."""
     path = Path(name_or_path)
     if not path.suffix:
         path = PROFILES / f"{name_or_path}.yaml"
@@ -62,31 +213,49 @@ def load_profile(name_or_path: str | os.PathLike, runs_dir: str | os.PathLike = 
         raise FileNotFoundError(f"profile '{name_or_path}' not found (known: {', '.join(known)}; "
                                 "or give a path to a YAML file)")
     spec = yaml.safe_load(path.read_text()) or {}
-    unknown = set(spec) - {"name", "description", "synthetic", "datasets", "models", "defaults",
-                           "overrides", "data_dirs", "walkthrough", "leakage"}
+    unknown = set(spec) - set(PROFILE_KEYS)
     if unknown:
         raise ValueError(f"{path}: unknown profile key(s) {sorted(unknown)}")
     name = spec.get("name") or path.stem
     out_root = (Path(runs_dir) / name).resolve()
     data_root = Path(data_root).resolve() if data_root else (REPO / "data").resolve()
+    datasets = _name_list(spec, "datasets", path)
+    models = _name_list(spec, "models", path)
+    defaults = spec.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        raise ValueError(f"{path}: 'defaults' must map RunConfig fields to values")
+    fixed = sorted(set(defaults) & {"dataset", "model", "out"})
+    if fixed:
+        raise ValueError(f"{path}: defaults set {fixed}, which the matrix sets "
+                         "(use datasets: and models:)")
+    if not datasets or not models:
+        raise ValueError(f"{path}: the profile names no runs (needs 'datasets' and 'models')")
+    strategies = _axis(spec, defaults, "strategies", "strategy", DEFAULT_STRATEGY, path)
+    seeds = _axis(spec, defaults, "seeds", "seed", DEFAULT_SEED, path)
+    defaults = {k: v for k, v in defaults.items() if k not in ("strategy", "seed")}
+    overrides = _check_overrides(spec.get("overrides") or {}, datasets, models, strategies, path)
     synthetic = spec.get("synthetic")
     data_dirs = {k: str(Path(v).expanduser().resolve()) for k, v in (spec.get("data_dirs") or {}).items()}
     if synthetic:
-        for ds in spec["datasets"]:
+        for ds in datasets:
             data_dirs.setdefault(ds, str(data_root / "synthetic" / ds))
-    defaults = spec.get("defaults") or {}
-    overrides = spec.get("overrides") or {}
+    legacy = uses_legacy_names(strategies, seeds)
     runs = []
-    for ds in spec.get("datasets") or []:
-        for model in spec.get("models") or []:
-            d: dict[str, Any] = {**defaults, **overrides.get(ds, {}), **overrides.get(model, {}),
-                                 **overrides.get(f"{ds}__{model}", {}), "dataset": ds, "model": model}
-            if ds in data_dirs:
-                d["data_dir"] = data_dirs[ds]
-            d["out"] = str(out_root / f"{ds}__{model}")
-            runs.append(RunConfig.from_dict(d))
-    if not runs:
-        raise ValueError(f"{path}: the profile names no runs (needs 'datasets' and 'models')")
+    for ds in datasets:
+        for model in models:
+            for strategy in strategies:
+                layers = [overrides.get(k, {}) for k in override_keys(ds, model, strategy)]
+                for seed in seeds:
+                    d = merge_fields(defaults, *layers)
+                    d.update(dataset=ds, model=model, strategy=strategy, seed=seed)
+                    if ds in data_dirs:
+                        d["data_dir"] = data_dirs[ds]
+                    cfg = RunConfig.from_dict(d)
+                    runs.append(dataclasses.replace(
+                        cfg, out=str(out_root / run_name(cfg, legacy))))
+    names = [run_name(r, legacy) for r in runs]
+    if len(set(names)) != len(names):  # cannot happen with unique lists; a guard for the future
+        raise ValueError(f"{path}: two runs would share a folder: {names}")
     walkthrough = spec.get("walkthrough", "recorded")
     if walkthrough not in ("recorded", "simulated"):
         raise ValueError(f"{path}: walkthrough must be 'recorded' or 'simulated'")
@@ -97,7 +266,7 @@ def load_profile(name_or_path: str | os.PathLike, runs_dir: str | os.PathLike = 
         if ds in data_dirs:
             leakage.setdefault("data_dir", data_dirs[ds])
     return Profile(name, runs, out_root, spec.get("description", ""), synthetic, data_dirs,
-                   walkthrough, leakage)
+                   walkthrough, leakage, list(strategies), list(seeds), legacy)
 
 
 @dataclass
@@ -117,25 +286,26 @@ class Step:
 def plan(profile: Profile, only: str | None = None) -> list[Step]:
     """The notebook executions a profile needs, in order."""
     root = profile.out_root
-    runs = [r for r in profile.runs if not only or fnmatch.fnmatch(run_name(r), only)]
-    if not runs:
+    named = [(profile.run_name(r), r) for r in profile.runs]
+    selected = [(n, r) for n, r in named if not only or fnmatch.fnmatch(n, only)]
+    if not selected:
         raise ValueError(f"--only {only!r} matches no run of profile '{profile.name}' "
-                         f"(runs: {', '.join(run_name(r) for r in profile.runs)})")
+                         f"(runs: {', '.join(n for n, _ in named)})")
     steps = [Step("00_setup", NOTEBOOKS / "00_setup.ipynb", root / "00_setup.ipynb",
                   {"data_dirs": profile.data_dirs, "datasets": profile.datasets,
                    "install_missing": False}),
              Step("01_data_exploration", NOTEBOOKS / "01_data_exploration.ipynb",
                   root / "01_data_exploration.ipynb",
                   {"datasets": profile.datasets, "data_dirs": profile.data_dirs})]
-    for cfg in runs:
+    for name, cfg in selected:
         out = Path(cfg.out or "")
         params = cfg.to_dict()
-        steps.append(Step(f"{run_name(cfg)}/03_train", NOTEBOOKS / "03_train.ipynb",
+        steps.append(Step(f"{name}/03_train", NOTEBOOKS / "03_train.ipynb",
                           out / "03_train.ipynb", params, done=lambda o=out: _complete(o)))
-        steps.append(Step(f"{run_name(cfg)}/04_evaluate", NOTEBOOKS / "04_evaluate.ipynb",
+        steps.append(Step(f"{name}/04_evaluate", NOTEBOOKS / "04_evaluate.ipynb",
                           out / "04_evaluate.ipynb", {"run_dir": str(out)},
                           done=lambda o=out: _complete(o) and (o / "04_evaluate.ipynb").is_file()))
-    first = Path(runs[0].out or "")
+    first = Path(selected[0][1].out or "")
     steps.append(Step("02_dual_monitor_walkthrough", NOTEBOOKS / "02_dual_monitor_walkthrough.ipynb",
                       root / "02_dual_monitor_walkthrough.ipynb",
                       {"run_dir": str(first) if profile.walkthrough == "recorded" else "",
@@ -180,11 +350,12 @@ def run_profile(profile: Profile | str, only: str | None = None, dry_run: bool =
     if isinstance(profile, str):
         profile = load_profile(profile)
     steps = plan(profile, only)
-    log(f"profile '{profile.name}': {len(profile.runs)} run(s) -> {profile.out_root}")
+    log(f"profile '{profile.name}': {profile.shape()} -> {profile.out_root}")
     if dry_run:
+        width = max(50, *(len(s.name) + 1 for s in steps))
         for s in steps:
             state = "done, would skip" if s.done() else "would run"
-            log(f"  {s.name:<50} {state}")
+            log(f"  {s.name:<{width}} {state}")
         return steps
     prepare_synthetic(profile, log)
     os.environ.setdefault("MEDTL_PROGRESS", "log")  # one line per epoch, no tqdm spam in logs
@@ -283,7 +454,9 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(prog="medtl run", description="run a profile through the notebooks")
     p.add_argument("profile", nargs="?", default="smoke", help="smoke | paper | FILE.yaml")
-    p.add_argument("--only", help="run names to include, glob on <dataset>__<model>, e.g. 'brain*'")
+    p.add_argument("--only", help="runs to include, a glob on the run name "
+                   "<dataset>__<model>__<strategy>__s<seed> (<dataset>__<model> in a profile of "
+                   "full runs with one seed), e.g. 'brain*' or '*__lp_ft__*'; --dry-run lists them")
     p.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
     p.add_argument("--runs-dir", default=str(REPO / "runs"))
     p.add_argument("--kernel", default=KERNEL)

@@ -59,8 +59,9 @@ def test_train_notebook_parameters_match_runconfig():
             assert params[name] == getattr(defaults, name), f"{name}: notebook default differs"
 
 
-def test_planned_parameters_exist_in_each_notebook():
-    profile = experiments.load_profile("paper", runs_dir="/tmp/unused")
+@pytest.mark.parametrize("name", sorted(p.stem for p in experiments.PROFILES.glob("*.yaml")))
+def test_planned_parameters_exist_in_each_notebook(name):
+    profile = experiments.load_profile(name, runs_dir="/tmp/unused", data_root="/tmp/unused")
     for step in experiments.plan(profile):
         declared = _parameters(step.notebook)
         unknown = set(step.parameters) - set(declared)

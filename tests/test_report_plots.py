@@ -132,6 +132,8 @@ def test_paper_table_matches_paper_text():
 def test_collect_runs_status_and_numbers(profile: Path):
     runs = collect_runs(profile)
     assert len(runs) == 4  # 'notes' is not a run folder
+    # folders from before strategies: full runs, the seed from config.yaml
+    assert (runs["strategy"] == "full").all() and (runs["seed"] == 42).all()
     by = runs.set_index(["dataset", "model"])
     missing = by.loc[("breakhis_400x", "densenet")]
     assert missing["status"] == "incomplete" and "metrics.json" in missing["detail"]

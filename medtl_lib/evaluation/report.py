@@ -1,11 +1,17 @@
 """Run folders -> tables that set our numbers beside the paper's Table II (seed 000).
 
+Every run row carries its dataset, model, strategy and seed (from the run's config.yaml; a
+folder from before strategies counts as ``full``). :func:`table_ii` compares the ``full`` runs
+with the paper, averaging over seeds; :func:`strategy_table` gives every (dataset, model,
+strategy) the mean and the sample standard deviation of each metric over its seeds.
+
 Pure pandas, no plotting, so a notebook or a script can build the comparison without a display.
 """
 from __future__ import annotations
 
 import json
 import math
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -23,6 +29,9 @@ METRIC_NAMES: dict[str, str] = {"train_acc": "Train Acc", "val_acc": "Val Acc",
                                 "recall": "Recall", "f1": "F1-score"}
 SOURCES: tuple[str, ...] = ("ours", "paper", "diff")  # diff = ours - paper
 STATUS_COMPLETE = "complete"
+DEFAULT_STRATEGY = "full"  # the paper's; what a run folder without a strategy was trained with
+STRATEGY_ORDER: tuple[str, ...] = ("full", "linear_probe", "lp_ft")  # others follow, sorted
+STATS: tuple[str, ...] = ("mean", "sd")  # sd: sample standard deviation over seeds (ddof 1)
 
 # Table II copied cell by cell from the paper text (percent, as printed). Precision, recall and
 # F1 are printed as whole percents there, so differences under 0.5 pp on them are rounding.
@@ -60,8 +69,8 @@ def _parse_paper_table(text: str) -> dict[str, dict[str, dict[str, float]]]:
 PAPER_TABLE_II: dict[str, dict[str, dict[str, float]]] = _parse_paper_table(_PAPER_TABLE_II_TEXT)
 
 RUN_COLUMNS: tuple[str, ...] = (
-    "dataset", "model", "model_label", "status", *METRICS, "epochs_run", "best_epoch",
-    "stopped_early", "seconds", "weights_source", "lr", "seed", "detail", "path")
+    "dataset", "model", "model_label", "strategy", "seed", "status", *METRICS, "epochs_run",
+    "best_epoch", "stopped_early", "seconds", "weights_source", "lr", "detail", "path")
 
 
 def paper_table() -> pd.DataFrame:
@@ -138,16 +147,35 @@ def run_status(run_dir: str | Path) -> tuple[str, str]:
     return STATUS_COMPLETE, ""
 
 
-def _names_from_folder(run_dir: Path) -> tuple[str, str]:
-    """Profile folders are named ``<dataset>__<model>``; used when config.yaml is missing."""
-    if "__" in run_dir.name:
-        dataset, model = run_dir.name.split("__", 1)
-        return dataset, model
-    return "", run_dir.name
+_SEED_PART = re.compile(r"^s(-?\d+)$")
+
+
+def _names_from_folder(run_dir: Path) -> dict[str, Any]:
+    """What a profile folder name says when config.yaml does not:
+    ``<dataset>__<model>__<strategy>__s<seed>`` or the older ``<dataset>__<model>``."""
+    parts = run_dir.name.split("__")
+    if len(parts) >= 4 and _SEED_PART.match(parts[-1]):
+        return {"dataset": parts[0], "model": "__".join(parts[1:-2]), "strategy": parts[-2],
+                "seed": int(_SEED_PART.match(parts[-1]).group(1))}
+    if len(parts) >= 2:
+        return {"dataset": parts[0], "model": "__".join(parts[1:])}
+    return {"dataset": "", "model": run_dir.name}
+
+
+def _identity(run_dir: Path, config: dict, metrics: dict | None = None) -> dict[str, Any]:
+    """dataset, model (preset key), model label, strategy and seed of a run folder."""
+    folder = _names_from_folder(run_dir)
+    model = model_key(str(config.get("model") or (metrics or {}).get("model") or folder["model"]))
+    seed = config.get("seed", folder.get("seed", math.nan))
+    return {"dataset": str(config.get("dataset") or folder["dataset"]), "model": model,
+            "model_label": model_label(model),
+            "strategy": str(config.get("strategy") or folder.get("strategy") or DEFAULT_STRATEGY),
+            "seed": seed if seed is not None else math.nan}
 
 
 def load_run(run_dir: str | Path) -> dict | None:
-    """A complete run's config, metrics, history and paper label; None if the run is not complete."""
+    """A complete run's config, metrics, history, paper label, strategy and seed; None if the
+    run is not complete."""
     run_dir = Path(run_dir)
     if run_status(run_dir)[0] != STATUS_COMPLETE:
         return None
@@ -155,11 +183,10 @@ def load_run(run_dir: str | Path) -> dict | None:
     metrics = _read_json(run_dir / "metrics.json")
     hist_path = run_dir / "history.csv"
     history = read_history(hist_path) if hist_path.is_file() else pd.DataFrame()
-    folder_dataset, folder_model = _names_from_folder(run_dir)
-    model = model_key(str(config.get("model") or metrics.get("model") or folder_model))
-    return {"path": run_dir, "dataset": str(config.get("dataset") or folder_dataset),
-            "model": model, "label": model_label(model), "config": config,
-            "metrics": metrics, "history": history}
+    ident = _identity(run_dir, config, metrics)
+    return {"path": run_dir, "dataset": ident["dataset"], "model": ident["model"],
+            "label": ident["model_label"], "strategy": ident["strategy"], "seed": ident["seed"],
+            "config": config, "metrics": metrics, "history": history}
 
 
 def _split_value(metrics: dict, split: str, key: str) -> float:
@@ -175,13 +202,10 @@ def run_row(run_dir: str | Path) -> dict[str, Any]:
         config = _read_config(run_dir)
     except (OSError, yaml.YAMLError) as e:
         config, detail = {}, (detail + "; " if detail else "") + f"config.yaml unreadable: {e}"
-    folder_dataset, folder_model = _names_from_folder(run_dir)
-    model = model_key(str(config.get("model") or folder_model))
     row: dict[str, Any] = dict.fromkeys(RUN_COLUMNS, math.nan)
-    row.update(dataset=str(config.get("dataset") or folder_dataset), model=model,
-               model_label=model_label(model), status=status, detail=detail,
-               lr=config.get("lr", math.nan), seed=config.get("seed", math.nan),
-               weights_source=None, stopped_early=None, path=str(run_dir))
+    row.update(_identity(run_dir, config), status=status, detail=detail,
+               lr=config.get("lr", math.nan), weights_source=None, stopped_early=None,
+               path=str(run_dir))
     if status != STATUS_COMPLETE:
         return row
     m = _read_json(run_dir / "metrics.json")
@@ -219,14 +243,44 @@ def collect_runs(profile_dir: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(RUN_COLUMNS))
 
 
+def run_label(label: str, strategy: str) -> str:
+    """The label a figure uses: the model's, plus the strategy unless it is ``full``."""
+    return label if strategy == DEFAULT_STRATEGY else f"{label} · {strategy}"
+
+
 def complete_runs(runs: pd.DataFrame) -> dict[tuple[str, str], dict]:
-    """(dataset, model_label) -> load_run dict for the complete rows: what the plots take."""
+    """(dataset, label) -> load_run dict for the complete rows: what the plots take.
+
+    The label is the model's (``ResNet``), with the strategy appended when it is not ``full``
+    (``ResNet · lp_ft``). Of several seeds of one (dataset, model, strategy) the lowest seed is
+    kept: a figure shows one run's curves, the tables average over seeds.
+    """
+    done = _with_identity(runs)
+    done = done[done["status"] == STATUS_COMPLETE]
+    done = done.assign(_seed=pd.to_numeric(done["seed"], errors="coerce")).sort_values(
+        "_seed", kind="stable", na_position="last")
     out: dict[tuple[str, str], dict] = {}
-    for row in runs[runs["status"] == STATUS_COMPLETE].itertuples():
+    for row in done.itertuples():
         run = load_run(row.path)
         if run is not None:
-            out[(run["dataset"], run["label"])] = run
+            out.setdefault((run["dataset"], run_label(run["label"], run["strategy"])), run)
     return out
+
+
+def _with_identity(runs: pd.DataFrame) -> pd.DataFrame:
+    """A runs frame from before strategies (no strategy / seed column) reads as full runs."""
+    if "strategy" not in runs.columns:
+        runs = runs.assign(strategy=DEFAULT_STRATEGY)
+    if "seed" not in runs.columns:
+        runs = runs.assign(seed=math.nan)
+    return runs.assign(strategy=runs["strategy"].fillna(DEFAULT_STRATEGY))
+
+
+def varies_strategy_or_seed(runs: pd.DataFrame) -> bool:
+    """More than one strategy or seed among the runs: then :func:`strategy_table` says more
+    than Table II."""
+    runs = _with_identity(runs)
+    return runs["strategy"].nunique() > 1 or runs["seed"].nunique() > 1
 
 
 def _ordered(values, first: tuple[str, ...]) -> list[str]:
@@ -242,15 +296,18 @@ def _row_order(keys: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return [(d, m) for d in datasets for m in models if (d, m) in present]
 
 
-def table_ii(runs: pd.DataFrame, all_paper_rows: bool = False) -> pd.DataFrame:
+def table_ii(runs: pd.DataFrame, all_paper_rows: bool = False,
+             strategy: str = DEFAULT_STRATEGY) -> pd.DataFrame:
     """Our numbers beside the paper's, row per (dataset, model) in the paper's order.
 
     Columns are a MultiIndex (metric, source) with source in ours / paper / diff (ours - paper,
-    as fractions). Rows come from ``runs`` (unfinished runs appear with NaN ours); with
-    ``all_paper_rows`` every Table II row appears too. Several complete runs of one
-    (dataset, model), e.g. seeds from several profiles, are averaged.
+    as fractions). Rows come from the runs of ``strategy`` (the paper's ``full`` by default;
+    unfinished runs appear with NaN ours); with ``all_paper_rows`` every Table II row appears
+    too. Several complete runs of one (dataset, model), e.g. seeds, are averaged
+    (:func:`strategy_table` has their spread).
     """
-    runs = runs.copy()
+    runs = _with_identity(runs)
+    runs = runs[runs["strategy"] == strategy]
     keys = list(zip(runs["dataset"], runs["model_label"]))
     if all_paper_rows:
         keys += list(paper_table().index)
@@ -265,6 +322,86 @@ def table_ii(runs: pd.DataFrame, all_paper_rows: bool = False) -> pd.DataFrame:
     out = pd.concat(parts, axis=1).swaplevel(axis=1)
     columns = pd.MultiIndex.from_product([METRICS, SOURCES], names=["metric", "source"])
     return out.reindex(columns=columns)
+
+
+def _strategy_order(values) -> list[str]:
+    return _ordered(values, STRATEGY_ORDER)
+
+
+def strategy_table(runs: pd.DataFrame, metrics: tuple[str, ...] = METRICS) -> pd.DataFrame:
+    """Mean and spread over seeds, a row per (dataset, model, strategy).
+
+    Index (dataset, model, strategy), model as the paper labels it; columns ``n_seeds`` (the
+    complete runs averaged, one per seed) then a MultiIndex (metric, stat) with stat ``mean``
+    and ``sd``, the sample standard deviation over seeds (ddof 1): NaN for a single seed, which
+    has no spread, rather than 0. A (dataset, model, strategy) whose runs are all unfinished
+    stays as a row with n_seeds 0 and NaN values.
+    """
+    runs = _with_identity(runs)
+    keys = list(zip(runs["dataset"], runs["model_label"], runs["strategy"]))
+    pairs = _row_order([(d, m) for d, m, _ in keys])
+    strategies = _strategy_order([s for _, _, s in keys])
+    present = set(keys)
+    order = [(d, m, s) for d, m in pairs for s in strategies if (d, m, s) in present]
+    index = pd.MultiIndex.from_tuples(order, names=["dataset", "model", "strategy"])
+    columns = pd.MultiIndex.from_tuples(
+        [("n_seeds", "")] + [(m, st) for m in metrics for st in STATS], names=["metric", "stat"])
+    done = runs[runs["status"] == STATUS_COMPLETE]
+    out = pd.DataFrame(index=index, columns=columns, dtype=float)
+    if len(done):
+        grouped = done.groupby(["dataset", "model_label", "strategy"])[list(metrics)]
+        stats = {"mean": grouped.mean(), "sd": grouped.std(ddof=1)}
+        for m in metrics:
+            for st in STATS:
+                out[(m, st)] = stats[st][m].reindex(index).astype(float).to_numpy()
+        counts = grouped.size().reindex(index).fillna(0)
+    else:
+        counts = pd.Series(0, index=index)
+    out[("n_seeds", "")] = counts.astype(int).to_numpy()
+    return out
+
+
+def _mean_sd(mean: float, sd: float) -> str:
+    """'97.12% ± 0.53' (sd in percentage points); a single seed shows the mean alone."""
+    if pd.isna(mean):
+        return "—"
+    return f"{mean * 100:.2f}%" + ("" if pd.isna(sd) else f" ± {sd * 100:.2f}")
+
+
+def strategy_table_markdown(df: pd.DataFrame) -> str:
+    """Markdown of :func:`strategy_table`, one cell per metric as ``mean ± sd``."""
+    metrics = [m for m in dict.fromkeys(c[0] for c in df.columns) if m != "n_seeds"]
+    headers = ["Dataset", "Model", "Strategy", "Seeds"] + [METRIC_NAMES.get(m, m) for m in metrics]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    previous: tuple = (None, None)
+    for (dataset, model, strategy), row in df.iterrows():
+        cells = [dataset_name(dataset) if dataset != previous[0] else "",
+                 str(model) if (dataset, model) != previous else "", str(strategy),
+                 str(int(row[("n_seeds", "")]))]
+        previous = (dataset, model)
+        cells += [_mean_sd(row[(m, "mean")], row[(m, "sd")]) for m in metrics]
+        lines.append("| " + " | ".join(cells) + " |")
+    note = ("Cells: mean over seeds ± sample standard deviation (percentage points); no ± with "
+            "one seed; — = no complete run. Precision, recall and F1 are macro averages on the "
+            "test split.")
+    return "\n".join(lines) + "\n\n" + note + "\n"
+
+
+def format_strategy_table(df: pd.DataFrame):
+    """A notebook-ready Styler of :func:`strategy_table` (``mean ± sd`` per metric), or the
+    markdown text when pandas' Styler is unavailable."""
+    metrics = [m for m in dict.fromkeys(c[0] for c in df.columns) if m != "n_seeds"]
+    shown = pd.DataFrame(
+        {METRIC_NAMES.get(m, m): [_mean_sd(r[(m, "mean")], r[(m, "sd")]) for _, r in df.iterrows()]
+         for m in metrics}, index=df.index)
+    shown.insert(0, "Seeds", df[("n_seeds", "")].astype(int).to_numpy())
+    shown.index = pd.MultiIndex.from_tuples([(dataset_name(d), m, s) for d, m, s in df.index],
+                                            names=["Dataset", "Model", "Strategy"])
+    try:
+        styler = shown.style
+    except ImportError:
+        return strategy_table_markdown(df)
+    return styler.set_caption("Strategies: mean ± sample SD over seeds (percentage points)")
 
 
 def _pct(value: float) -> str:
