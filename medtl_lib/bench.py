@@ -19,7 +19,7 @@ from .config import RunConfig
 from .data.loaders import ImageDataset, build_transforms, make_loader
 from .device import select_device, tune_cpu_allocator
 from .models.factory import create_model
-from .run import prepare_data
+from .train_run import prepare_data
 from .training.strategies import get_strategy
 from .training.trainer import Trainer
 

@@ -198,13 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["run"]:  # its own options; argparse's REMAINDER would not pass them through
-        from .experiments import main as run_main
+        from .profiles import main as run_main
 
         return run_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         if args.command == "train":
-            from .run import train_run
+            from .train_run import train_run
 
             cfg = config_from_args(args)
             result = train_run(cfg, progress=False if args.no_progress else None)

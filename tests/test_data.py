@@ -328,7 +328,7 @@ def test_non_ascii_names_roundtrip(tmp_path):
 
 def test_breakhis_patient_grouping_keeps_patients_in_one_split(synth_root, tmp_path):
     from medtl_lib.config import RunConfig
-    from medtl_lib.run import prepare_data
+    from medtl_lib.train_run import prepare_data
 
     data = synth_root("breakhis_400x", n_per_class=40, size=32)
     cfg = RunConfig(dataset="breakhis_400x", data_dir=str(data), group_by="patient",

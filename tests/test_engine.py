@@ -169,7 +169,7 @@ def test_dual_monitor_schedule_by_hand():
 
 def test_plateau_is_the_walkthrough_baseline():
     """Notebook 02's ReduceLROnPlateau baseline is the same Plateau code the trainer runs."""
-    from medtl_lib.training.walkthrough import plateau_baseline
+    from medtl_lib.teaching.walkthrough import plateau_baseline
 
     losses = [1.0, 0.9, 0.95, 0.95, 0.95, 0.8, 0.85, 0.85, 0.85, 0.85]
     frame = plateau_baseline(losses, patience=2, factor=0.5, stop_patience=5, lr=1.0)

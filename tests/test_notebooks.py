@@ -12,7 +12,7 @@ import nbformat
 import pandas as pd
 import pytest
 
-from medtl_lib import experiments
+from medtl_lib import profiles
 from medtl_lib.config import RunConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,10 +59,10 @@ def test_train_notebook_parameters_match_runconfig():
             assert params[name] == getattr(defaults, name), f"{name}: notebook default differs"
 
 
-@pytest.mark.parametrize("name", sorted(p.stem for p in experiments.PROFILES.glob("*.yaml")))
+@pytest.mark.parametrize("name", sorted(p.stem for p in profiles.PROFILES.glob("*.yaml")))
 def test_planned_parameters_exist_in_each_notebook(name):
-    profile = experiments.load_profile(name, runs_dir="/tmp/unused", data_root="/tmp/unused")
-    for step in experiments.plan(profile):
+    profile = profiles.load_profile(name, runs_dir="/tmp/unused", data_root="/tmp/unused")
+    for step in profiles.plan(profile):
         declared = _parameters(step.notebook)
         unknown = set(step.parameters) - set(declared)
         assert not unknown, f"{step.name}: papermill would inject undeclared {unknown}"
@@ -73,9 +73,9 @@ def test_planned_parameters_exist_in_each_notebook(name):
 def smoke(tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
     data = tmp_path_factory.mktemp("data")
-    profile = experiments.load_profile("smoke", runs_dir=runs, data_root=data)
+    profile = profiles.load_profile("smoke", runs_dir=runs, data_root=data)
     lines: list[str] = []
-    steps = experiments.run_profile(profile, log=lines.append)
+    steps = profiles.run_profile(profile, log=lines.append)
     return profile, steps, lines
 
 
@@ -121,7 +121,7 @@ def test_smoke_profile_writes_what_it_promises(smoke):
 def test_rerun_skips_finished_runs(smoke):
     profile, _, _ = smoke
     lines: list[str] = []
-    steps = experiments.run_profile(profile, dry_run=True, log=lines.append)
+    steps = profiles.run_profile(profile, dry_run=True, log=lines.append)
     runs = [s for s in steps if "/" in s.name]
     assert runs and all(s.done() for s in runs)
     assert sum("would skip" in line for line in lines) == len(runs)
@@ -135,9 +135,9 @@ def test_a_failing_run_is_reported_and_the_others_go_on(tmp_path, synth_root):
         "datasets: [sarscov2_ct]\n"
         "models: [no_such_model, test_resnet]\n"
         "defaults: {weights: none, img_size: 32, epochs: 1, batch_size: 8}\n")
-    profile = experiments.load_profile(tmp_path / "p.yaml", runs_dir=tmp_path / "runs")
+    profile = profiles.load_profile(tmp_path / "p.yaml", runs_dir=tmp_path / "runs")
     lines: list[str] = []
-    steps = {s.name: s for s in experiments.run_profile(profile, log=lines.append)}
+    steps = {s.name: s for s in profiles.run_profile(profile, log=lines.append)}
     bad = steps["sarscov2_ct__no_such_model/03_train"]
     assert bad.status == "failed" and "Unknown model 'no_such_model'" in bad.error
     assert steps["sarscov2_ct__no_such_model/04_evaluate"].status == "skipped"
@@ -145,7 +145,7 @@ def test_a_failing_run_is_reported_and_the_others_go_on(tmp_path, synth_root):
     assert steps["05_results"].status == "ok"
     # run again from the command line: the finished run is skipped, the broken one fails again
     # and the exit code says so
-    assert experiments.main([str(tmp_path / "p.yaml"), "--runs-dir", str(tmp_path / "runs"),
+    assert profiles.main([str(tmp_path / "p.yaml"), "--runs-dir", str(tmp_path / "runs"),
                              "--only", "*no_such_model"]) == 1
-    assert experiments.main([str(tmp_path / "p.yaml"), "--runs-dir", str(tmp_path / "runs"),
+    assert profiles.main([str(tmp_path / "p.yaml"), "--runs-dir", str(tmp_path / "runs"),
                              "--only", "*test_resnet", "--dry-run"]) == 0

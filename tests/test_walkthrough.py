@@ -12,14 +12,14 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from medtl_lib.evaluation.walkthrough_view import (
+from medtl_lib.teaching.walkthrough_view import (
     headless_reason,
     plot_replay,
     state_table,
     step_through,
 )
 from medtl_lib.training.dual_monitor import DualMonitor
-from medtl_lib.training.walkthrough import (
+from medtl_lib.teaching.walkthrough import (
     compare,
     from_history,
     plateau_baseline,

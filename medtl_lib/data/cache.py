@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 
 from ..utils import atomic_write_json
 from .images import BadImageError, load_rgb
-from .loaders import drop_single_last
+from .batches import drop_single_last
 
 FORMAT_VERSION = 1
 _CHUNK = 32  # images per worker task: big enough to amortise IPC, small enough for smooth progress

@@ -14,6 +14,7 @@ from timm.data import create_transform
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from .batches import drop_single_last
 from .images import BadImageError, load_rgb
 
 if TYPE_CHECKING:
@@ -65,11 +66,6 @@ def default_workers(device_type: str = "cpu") -> int:
     if device_type == "cpu":
         return 0
     return min(8, os.cpu_count() or 1)
-
-
-def drop_single_last(n: int, batch_size: int, train: bool) -> bool:
-    """A last training batch of one sample breaks BatchNorm; drop only that case."""
-    return train and n > batch_size and n % batch_size == 1
 
 
 def make_loader(dataset: Dataset, batch_size: int, train: bool, num_workers: int | None = None,

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from ..data.loaders import drop_single_last
+from ..data.batches import drop_single_last
 from ..device import DeviceInfo
 from ..utils import iterate_with_bar
 from .strategies import Stage

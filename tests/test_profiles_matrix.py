@@ -11,20 +11,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medtl_lib import experiments
+from medtl_lib import profiles
 from medtl_lib.config import RunConfig
 from medtl_lib.evaluation.report import (collect_runs, complete_runs, load_run, strategy_table,
                                          strategy_table_markdown, table_ii,
                                          varies_strategy_or_seed)
 
 
-def profile(tmp_path: Path, text: str) -> experiments.Profile:
+def profile(tmp_path: Path, text: str) -> profiles.Profile:
     path = tmp_path / "p.yaml"
     path.write_text("name: p\n" + text)
-    return experiments.load_profile(path, runs_dir=tmp_path / "runs")
+    return profiles.load_profile(path, runs_dir=tmp_path / "runs")
 
 
-def names(p: experiments.Profile) -> list[str]:
+def names(p: profiles.Profile) -> list[str]:
     return [p.run_name(r) for r in p.runs]
 
 
@@ -59,7 +59,7 @@ def test_defaults_full_and_one_seed_keep_the_old_names(tmp_path):
     p = profile(tmp_path, "datasets: [brain_tumor_mri]\nmodels: [resnet]\ndefaults: {seed: 7}\n")
     assert (p.seeds, names(p), p.runs[0].seed) == ([7], ["brain_tumor_mri__resnet"], 7)
     # the committed profiles without strategies keep resuming their folders
-    smoke = experiments.load_profile("smoke", runs_dir=tmp_path / "r")
+    smoke = profiles.load_profile("smoke", runs_dir=tmp_path / "r")
     assert smoke.legacy_names and "brain_tumor_mri__efficientnet_lite0" in names(smoke)
 
 
@@ -82,13 +82,13 @@ def test_run_name_both_forms_and_distinct_folders():
     a = RunConfig(dataset="sarscov2_ct", model="resnet", strategy="full", seed=0)
     b = RunConfig(dataset="sarscov2_ct", model="resnet", strategy="lp_ft", seed=0)
     c = RunConfig(dataset="sarscov2_ct", model="resnet", strategy="full", seed=1)
-    assert experiments.run_name(a, legacy=True) == "sarscov2_ct__resnet"
-    assert experiments.run_name(a, legacy=False) == "sarscov2_ct__resnet__full__s0"
-    assert len({experiments.run_name(x, legacy=False) for x in (a, b, c)}) == 3
+    assert profiles.run_name(a, legacy=True) == "sarscov2_ct__resnet"
+    assert profiles.run_name(a, legacy=False) == "sarscov2_ct__resnet__full__s0"
+    assert len({profiles.run_name(x, legacy=False) for x in (a, b, c)}) == 3
 
 
 def test_smoke_strategies_profile(tmp_path):
-    p = experiments.load_profile("smoke_strategies", runs_dir=tmp_path / "runs",
+    p = profiles.load_profile("smoke_strategies", runs_dir=tmp_path / "runs",
                                  data_root=tmp_path / "data")
     assert len(p.runs) == 6 and not p.legacy_names
     assert {r.strategy for r in p.runs} == {"full", "linear_probe", "lp_ft"}
@@ -148,7 +148,7 @@ overrides:
     assert got[("sarscov2_ct", "lp_ft")] == ({"lp_epochs": 1, "ft_lr_factor": 0.5}, {"t_max": 4})
     assert got[("brain_tumor_mri", "lp_ft")] == ({"lp_epochs": 2, "ft_lr_factor": 0.5},
                                                  {"t_max": 4, "eta_min_factor": 0.1})
-    assert experiments.merge_fields({"strategy_args": {"x": 1}, "lr": 1.0},
+    assert profiles.merge_fields({"strategy_args": {"x": 1}, "lr": 1.0},
                                     {"strategy_args": {"y": 2}, "lr": 2.0}) == {
         "strategy_args": {"x": 1, "y": 2}, "lr": 2.0}
 
@@ -178,18 +178,18 @@ def test_profile_mistakes_are_errors(tmp_path, text, match):
 def test_only_globs_on_the_run_name_and_dry_run_lists_runs(tmp_path):
     p = profile(tmp_path, "datasets: [sarscov2_ct, brain_tumor_mri]\nmodels: [resnet]\n"
                           "strategies: [full, lp_ft]\nseeds: [0, 1]\n")
-    steps = experiments.plan(p, only="*__lp_ft__*")
+    steps = profiles.plan(p, only="*__lp_ft__*")
     trained = [s.name for s in steps if s.name.endswith("/03_train")]
     assert trained == [f"{d}__resnet__lp_ft__s{s}/03_train"
                        for d in ("sarscov2_ct", "brain_tumor_mri") for s in (0, 1)]
     step = next(s for s in steps if s.name == "brain_tumor_mri__resnet__lp_ft__s1/03_train")
     assert step.parameters["strategy"] == "lp_ft" and step.parameters["seed"] == 1
     assert step.output == p.out_root / "brain_tumor_mri__resnet__lp_ft__s1" / "03_train.ipynb"
-    assert len([s for s in experiments.plan(p, only="*__s0") if "/" in s.name]) == 2 * 2 * 2
+    assert len([s for s in profiles.plan(p, only="*__s0") if "/" in s.name]) == 2 * 2 * 2
     with pytest.raises(ValueError, match="matches no run"):
-        experiments.plan(p, only="*__s7")
+        profiles.plan(p, only="*__s7")
     lines: list[str] = []
-    experiments.run_profile(p, dry_run=True, log=lines.append)
+    profiles.run_profile(p, dry_run=True, log=lines.append)
     assert "8 run(s) = 2 datasets x 1 model x 2 strategies x 2 seeds" in lines[0]
     assert sum("03_train" in line and "would run" in line for line in lines) == 8
 

@@ -1,7 +1,7 @@
 """Run a profile (a matrix of datasets x models x strategies x seeds) through the notebooks.
 
 ``bash run_all.sh [PROFILE|FILE.yaml] [--only PATTERN] [--dry-run]`` and
-``medtl_lib.experiments.run_profile(...)`` are the same thing. Each training run (one dataset,
+``medtl_lib.profiles.run_profile(...)`` are the same thing. Each training run (one dataset,
 model, strategy and seed) gets its own folder ``runs/<profile>/<run name>/`` holding the executed
 ``03_train.ipynb`` and ``04_evaluate.ipynb`` next to the run's files; the profile folder gets the
 course notebooks and ``05_results`` with its HTML export.

@@ -2,7 +2,7 @@
 
 Notebook 02 teaches the algorithm by stepping through its decisions one epoch at a time. Everything
 here is pure (numpy/pandas, no torch, no plotting) so that the same tables can be checked by tests,
-printed headless under papermill, or drawn by :mod:`medtl_lib.evaluation.walkthrough_view`.
+printed headless under papermill, or drawn by :mod:`medtl_lib.teaching.walkthrough_view`.
 
 Epochs are 1-based, as in ``history.csv``. Columns ``lr`` is the learning rate *used during* that
 epoch and ``lr_next`` the one the next epoch will use (after the decision's cut, if any).
@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from medtl_lib.training.dual_monitor import PHASE_TRAIN_ACC, DualMonitor
+from medtl_lib.training.schedules import EpochStats, Plateau
 
 REPLAY_COLUMNS = [
     "epoch", "train_acc", "val_loss", "phase", "improved", "c", "s", "lr", "lr_next", "lr_factor",
@@ -186,31 +187,30 @@ def plateau_baseline(
         raise ValueError(f"stop_patience must be an integer >= 1, got {stop_patience!r}")
     if not (0.0 < factor < 1.0):
         raise ValueError(f"factor must be in (0, 1), got {factor!r}")
-    best, bad, cuts = math.inf, 0, 0
+    # the trainer's own schedule (schedule='plateau'), driven by the recorded losses
+    sched = Plateau(factor=float(factor), patience=int(patience), min_lr_stop=0.0,
+                    min_lr=float(min_lr), stop_after_cuts=int(stop_patience))
+    sched.eps = eps
+    sched.begin(float(lr), len(losses), 1)
     theta: int | None = None
-    lr_now = float(lr)
     rows: list[dict] = []
     for epoch, loss in enumerate(losses, start=1):
-        improved = loss < best  # threshold=0, rel mode: best * (1 - 0) == best
-        prev_best = best
+        prev_best, lr_now, cuts_before = sched.best, sched.lr, sched.cuts
+        d = sched.end_epoch(EpochStats(epoch - 1, math.nan, math.nan, loss, math.nan))
+        best, bad, cuts, lr_next = sched.best, sched.bad, sched.cuts, sched.lr
+        improved = best != prev_best
         if improved:
-            best, bad, theta = loss, 0, epoch
+            theta = epoch
             why = f"val loss {_num(loss)} < best {_num(prev_best)} -> bad=0; theta* = epoch {epoch}"
         else:
-            bad += 1
-            why = f"val loss {_num(loss)} did not beat {_num(prev_best)} -> bad={bad}"
-        lr_next = lr_now
-        if bad > patience:
-            cuts += 1
-            candidate = max(lr_now * factor, min_lr)
-            if lr_now - candidate > eps:
-                lr_next = candidate
+            why = f"val loss {_num(loss)} did not beat {_num(prev_best)} -> bad={bad if cuts == cuts_before else int(patience) + 1}"
+        if cuts > cuts_before:
+            if lr_next != lr_now:
                 why += (f" > patience={patience} -> LR x{_num(factor)} ({_lr(lr_now)} -> "
                         f"{_lr(lr_next)}), bad=0, cuts={cuts}")
             else:
                 why += f" > patience={patience} -> LR already at its floor, bad=0, cuts={cuts}"
-            bad = 0
-        stop = cuts >= stop_patience
+        stop = d.stop
         if stop:
             kept = f"restore theta* = epoch {theta}" if theta is not None else "no theta* saved"
             why += f"; {cuts} cuts >= {stop_patience} -> stop, {kept}"
@@ -219,7 +219,6 @@ def plateau_baseline(
             lr_next=lr_next, lr_factor=lr_next / lr_now if lr_now else 1.0, save_best=improved,
             theta_star_epoch=theta, stop=stop, best_val_loss=best, why=f"plateau: {why}",
         ))
-        lr_now = lr_next
         if stop:
             break
     return _frame(rows, BASELINE_COLUMNS, dict(

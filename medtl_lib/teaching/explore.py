@@ -5,8 +5,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .images import load_rgb
-from .index import DataIndex
+from ..data.images import load_rgb
+from ..data.index import DataIndex
 
 
 def class_balance(index: DataIndex, ax=None):

@@ -1,6 +1,6 @@
 """The teaching view of notebook 02: draw a dual-monitor replay and step through it epoch by epoch.
 
-Takes the tables of :mod:`medtl_lib.training.walkthrough`. Figures are plain
+Takes the tables of :mod:`medtl_lib.teaching.walkthrough`. Figures are plain
 :class:`matplotlib.figure.Figure` objects, never registered with pyplot: a notebook then shows one
 exactly once (when returned or displayed), and the slider can redraw hundreds of times without
 pyplot's "too many open figures" leak.

@@ -51,7 +51,7 @@ def environment_report() -> dict:
     import timm
     import torch
 
-    from .device import gpu_support
+    from ..device import gpu_support
 
     ok, gpu = gpu_support()
     return {
@@ -69,7 +69,7 @@ def environment_report() -> dict:
 
 def dataset_locations(datasets: list[str], data_dirs: dict[str, str] | None = None) -> pd.DataFrame:
     """Where each dataset was found, or the first lines of how to get it."""
-    from .data.registry import get_spec
+    from ..data.registry import get_spec
 
     rows = []
     for name in datasets:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .images import is_image_file, load_rgb
+from ..data.images import is_image_file, load_rgb
 
 
 def plant_duplicates(src: str | Path, dst: str | Path, fraction: float = 0.3, seed: int = 0) -> Path:
