@@ -23,7 +23,8 @@ from medtl_lib.training.losses import build_loss, class_weights
 from medtl_lib.training.optim import build_optimizer
 from medtl_lib.training.schedules import (SCHEDULES, EpochStats, Plateau, ScheduleDecision,
                                           Selector)
-from medtl_lib.training.strategies import STRATEGIES, Stage, get_strategy, strategies_table
+from medtl_lib.training.strategies import (STRATEGIES, Stage, Strategy, get_strategy,
+                                           strategies_table)
 from medtl_lib.training.trainer import Trainer, schedule_factory
 
 
@@ -395,3 +396,86 @@ def test_model_info_json(capsys):
     info = json.loads(capsys.readouterr().out)
     assert info["latency_ms"] > 0 and info["latency_device"].startswith("cpu")
     assert info["trainable_params"] == info["params"]
+
+
+# ------------------------------------------------------------------ a new strategy is one class
+class _HookStrategy(Strategy):
+    """Uses every hook a later strategy needs (L2-SP's setup and penalty, Auto-RGN's per-epoch
+    optimizer and gradient probe, state in the checkpoint)."""
+
+    name = "test_hooks"
+    description = "test only"
+    args = (Arg("alpha", "float", 0.0, "penalty weight"),)
+    needs_gradients = True
+
+    def setup(self, model):
+        self.theta0 = {n: p.detach().clone() for n, p in model.named_parameters()}
+        self.grad_seen, self.rebuilt, self.loaded = 0, 0, None
+
+    def optimizer_for_epoch(self, model, stage, epoch, optimizer):
+        self.rebuilt += 1
+        return torch.optim.SGD([{"params": list(model.parameters()), "lr": 0.05,
+                                 "name": f"rebuilt{epoch}"}], lr=0.05)
+
+    def after_backward(self, model):
+        assert all(p.grad is not None for p in model.head.parameters())
+        self.grad_seen += 1
+
+    def penalty(self, model):
+        if not self.args["alpha"]:
+            return None
+        return self.args["alpha"] * sum(((p - self.theta0[n]) ** 2).sum()
+                                        for n, p in model.named_parameters())
+
+    def describe_epoch(self, model):
+        return {"grad_steps": self.grad_seen}
+
+    def state_dict(self):
+        return {"grad_seen": self.grad_seen}
+
+    def load_state_dict(self, state):
+        self.loaded = dict(state)
+        self.grad_seen = state["grad_seen"]
+
+
+@pytest.fixture()
+def hook_strategy():
+    STRATEGIES.register(_HookStrategy)
+    yield _HookStrategy
+    STRATEGIES._items.pop("test_hooks")
+
+
+def test_a_registered_strategy_gets_every_hook(hook_strategy, loaders, tmp_path):
+    from medtl_lib.cli import build_parser, config_from_args
+
+    # validation, the CLI's --strategy choices and the table all know it, with no other edit
+    cfg = config_from_args(build_parser().parse_args(
+        ["train", "--dataset", "brain_tumor_mri", "--model", "x", "--out", "o",
+         "--strategy", "test_hooks", "--strategy-arg", "alpha=0.5"]))
+    assert cfg.strategy_args == {"alpha": 0.5}
+    assert "test_hooks" in strategies_table()["name"].tolist()
+    train, val = loaders
+
+    def trainer(alpha, ckpt):
+        torch.manual_seed(0)
+        model, _ = create_model("test_resnet", 4, weights="none", img_size=32)
+        return Trainer(model, get_strategy("test_hooks", {"alpha": alpha}), select_device("cpu"),
+                       lr=1e-2, epochs=2, schedules=schedule_factory("none", {}),
+                       select_by="val_loss", ckpt_dir=ckpt, progress=False)
+
+    t = trainer(0.0, tmp_path / "a")
+    h = t.fit(train, val).history
+    steps = len(train)
+    assert t.strategy.rebuilt == 2 and h["lr_groups"].tolist() == ["rebuilt0=0.05", "rebuilt1=0.05"]
+    assert h["grad_steps"].tolist() == [steps, 2 * steps]  # describe_epoch -> history columns
+    # the penalty is part of the loss
+    penalised = trainer(10.0, tmp_path / "b").fit(train, val).history
+    assert penalised["train_loss"].iloc[1] != h["train_loss"].iloc[1]
+    # the strategy's state travels in the checkpoint and comes back on resume
+    t = trainer(0.0, tmp_path / "c")
+    t.callbacks.append(lambda row: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        t.fit(train, val)
+    resumed = trainer(0.0, tmp_path / "c")
+    resumed.fit(train, val)
+    assert resumed.strategy.loaded == {"grad_seen": steps}

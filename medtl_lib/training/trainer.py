@@ -427,7 +427,7 @@ class Trainer:
     def _load_last(self) -> dict | None:
         if self.ckpt_dir is None or not (self.ckpt_dir / "last.pt").is_file():
             return None
-        state = torch.load(self.ckpt_dir / "last.pt", map_location="cpu", weights_only=False)
+        state = torch.load(self.ckpt_dir / "last.pt", map_location="cpu", weights_only=True)
         if "stage_index" not in state:
             raise ValueError(f"{self.ckpt_dir / 'last.pt'} was written by an older MedTL (before "
                              "stages); delete it to restart this run from its first epoch")
