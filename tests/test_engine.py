@@ -479,3 +479,32 @@ def test_a_registered_strategy_gets_every_hook(hook_strategy, loaders, tmp_path)
     resumed = trainer(0.0, tmp_path / "c")
     resumed.fit(train, val)
     assert resumed.strategy.loaded == {"grad_seen": steps}
+
+
+def test_resumes_a_checkpoint_written_before_stages(loaders, tmp_path):
+    """A seed-000 run interrupted under the previous trainer (last.pt without stages) resumes."""
+    train, val = loaders
+
+    def trainer(ckpt):
+        torch.manual_seed(0)
+        model, _ = create_model("test_resnet", 4, weights="none", img_size=32)
+        return Trainer(model, get_strategy("full"), select_device("cpu"), lr=1e-2, epochs=3,
+                       ckpt_dir=ckpt, progress=False)
+
+    ref = trainer(tmp_path / "ref").fit(train, val, seed=2)
+    t = trainer(tmp_path / "old")
+    t.callbacks.append(lambda row: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        t.fit(train, val, seed=2)
+    new = torch.load(tmp_path / "old" / "last.pt", weights_only=True)
+    old_cols = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "phase", "c", "s",
+                "lr_factor", "save_best", "stop", "seconds"]
+    old = {"epoch": new["epoch"], "model": new["model"], "optimizer": new["optimizer"],
+           "scaler": new["scaler"], "monitor": new["schedule"],
+           "history": [{k: r[k] for k in old_cols} for r in new["history"]],
+           "best_epoch": new["stages"][0]["best_epoch"]}
+    torch.save(old, tmp_path / "old" / "last.pt")
+    resumed = trainer(tmp_path / "old").fit(train, val, seed=2)
+    assert resumed.resumed_from == 1
+    cols = ["train_loss", "train_acc", "val_loss", "val_acc", "lr", "c", "s", "save_best"]
+    pd.testing.assert_frame_equal(ref.history[cols], resumed.history[cols], check_exact=True)

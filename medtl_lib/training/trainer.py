@@ -429,8 +429,7 @@ class Trainer:
             return None
         state = torch.load(self.ckpt_dir / "last.pt", map_location="cpu", weights_only=True)
         if "stage_index" not in state:
-            raise ValueError(f"{self.ckpt_dir / 'last.pt'} was written by an older MedTL (before "
-                             "stages); delete it to restart this run from its first epoch")
+            state = self._from_single_stage_checkpoint(state)
         if state["stage"] != self.stages[state["stage_index"]].name:
             raise ValueError(f"{self.ckpt_dir / 'last.pt'} stopped in stage '{state['stage']}', "
                              "which this strategy does not have at that position")
@@ -438,6 +437,22 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         self.strategy.load_state_dict(state["strategy"])
         return state
+
+    def _from_single_stage_checkpoint(self, state: dict) -> dict:
+        """A ``last.pt`` of a MedTL before stages (one stage, the dual monitor) in today's form,
+        so a seed-000 run interrupted then resumes where it stopped."""
+        if "monitor" not in state or len(self.stages) != 1:
+            raise ValueError(f"{self.ckpt_dir / 'last.pt'} was written by an older MedTL and does "
+                             "not fit this strategy; delete it to restart the run")
+        stage = self.stages[0]
+        stopped = state["monitor"]["reductions"] >= state["monitor"]["stop_patience"]
+        history = [{"stage": stage.name, **row} for row in state["history"]]
+        return {**state, "stage_index": 0, "stage": stage.name, "stage_epoch": state["epoch"],
+                "stage_done": stopped or state["epoch"] >= stage.epochs, "history": history,
+                "schedule": state["monitor"], "selector": {"best": None, "since_best": 0},
+                "strategy": {},
+                "stages": [{"name": stage.name, "epochs_run": state["epoch"],
+                            "best_epoch": state["best_epoch"], "stopped_early": stopped}]}
 
     def _load_stage_state(self, state: dict, schedule: Schedule, selector: Selector) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
