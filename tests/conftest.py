@@ -38,3 +38,22 @@ def cache_dir(tmp_path, monkeypatch):
     d = tmp_path / "medtl_cache"
     monkeypatch.setenv("MEDTL_CACHE_DIR", str(d))
     return d
+
+
+@pytest.fixture()
+def loaders(synth_root):
+    """Tiny image loaders (the brain MRI stand-in's Training / Testing folders at 32 px) for
+    trainer tests: (shuffled train loader with its own generator, val loader)."""
+    from medtl_lib.data.index import build_index
+    from medtl_lib.data.loaders import ImageDataset, build_transforms, make_loader
+    from medtl_lib.data.registry import get_spec
+    from medtl_lib.models.factory import create_model
+
+    spec = get_spec("brain_tumor_mri")
+    index = build_index(spec, spec.locate(synth_root("brain_tumor_mri")))
+    _, info = create_model("test_resnet", 4, weights="none", img_size=32)
+    train_tf, eval_tf = build_transforms(info.data_config)
+    train = index.frame[index.frame["source_split"] == "Training"]
+    val = index.frame[index.frame["source_split"] == "Testing"]
+    return (make_loader(ImageDataset(index.root, train, train_tf), 16, True, 0, seed=1),
+            make_loader(ImageDataset(index.root, val, eval_tf), 16, False, 0))

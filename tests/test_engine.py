@@ -13,9 +13,7 @@ from torch import nn
 
 from medtl_lib.cli import main
 from medtl_lib.config import RunConfig
-from medtl_lib.data.index import build_index
-from medtl_lib.data.loaders import ImageDataset, build_transforms, make_loader
-from medtl_lib.data.registry import get_spec
+from medtl_lib.data.loaders import build_transforms
 from medtl_lib.device import select_device
 from medtl_lib.models.factory import create_model, load_run_model
 from medtl_lib.registry import Arg
@@ -237,18 +235,6 @@ def test_optimizer_refuses_nothing_to_train():
 
 
 # ------------------------------------------------------------------ stages through the trainer
-@pytest.fixture()
-def loaders(synth_root):
-    spec = get_spec("brain_tumor_mri")
-    index = build_index(spec, spec.locate(synth_root("brain_tumor_mri")))
-    _, info = create_model("test_resnet", 4, weights="none", img_size=32)
-    train_tf, eval_tf = build_transforms(info.data_config)
-    train = index.frame[index.frame["source_split"] == "Training"]
-    val = index.frame[index.frame["source_split"] == "Testing"]
-    return (make_loader(ImageDataset(index.root, train, train_tf), 16, True, 0, seed=1),
-            make_loader(ImageDataset(index.root, val, eval_tf), 16, False, 0))
-
-
 def _lp_ft_trainer(ckpt_dir=None, **args):
     torch.manual_seed(0)
     model, _ = create_model("test_resnet", 4, weights="none", img_size=32)
@@ -368,7 +354,7 @@ def test_lp_ft_run_end_to_end_and_load_run_model(synth_root, tmp_path, capsys):
     args = ["train", "--dataset", "brain_tumor_mri", "--data-dir", str(data), "--model",
             "test_resnet", "--weights", "none", "--img-size", "40", "--epochs", "3",
             "--batch-size", "8", "--strategy", "lp_ft", "--strategy-arg", "lp_epochs=1",
-            "--no-augment", "--out", str(out), "--no-progress"]
+            "--no-augment", "--pipeline", "per_image", "--out", str(out), "--no-progress"]
     assert main(args) == 0
     log = capsys.readouterr().out
     assert "stage 'lp': features cached" in log and "stages lp (1 ep) -> ft (2 ep)" in log
@@ -376,13 +362,17 @@ def test_lp_ft_run_end_to_end_and_load_run_model(synth_root, tmp_path, capsys):
     assert m["strategy"] == "lp_ft" and [s["name"] for s in m["stages"]] == ["lp", "ft"]
     assert (out / "best_lp.pt").is_file() and (out / "model.json").is_file()
     model, spec, meta = load_run_model(out)
-    assert spec.timm_name == "test_resnet"
+    assert spec.timm_name == "test_resnet" and meta["class_names"] == m["class_names"]
     # the rebuilt model reproduces the run's own test predictions
     preds = pd.read_csv(out / "predictions_test.csv")
-    from medtl_lib.data.loaders import ImageDataset as DS
+    _, eval_tf = build_transforms(meta["data_config"])
+    from PIL import Image
 
-    _, eval_tf = build_transforms(meta["data_config"] | {"input_size": (3, 40, 40)})
-    assert len(preds) > 0 and eval_tf is not None
+    x = torch.stack([eval_tf(Image.open(data / p).convert("RGB")) for p in preds["path"]])
+    with torch.no_grad():
+        probs = model(x).softmax(1).numpy()
+    want = preds[[f"prob_{c}" for c in m["class_names"]]].to_numpy()
+    assert abs(probs - want).max() < 1e-5
 
 
 def test_model_info_json(capsys):

@@ -2,32 +2,16 @@
 restores theta*."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import pandas as pd
 import pytest
 import torch
 
-from medtl_lib.data.index import build_index
-from medtl_lib.data.loaders import ImageDataset, build_transforms, make_loader
-from medtl_lib.data.registry import get_spec
 from medtl_lib.device import select_device
 from medtl_lib.models.factory import create_model
 from medtl_lib.training.schedules import Schedule, ScheduleDecision
 from medtl_lib.training.strategies import get_strategy
 from medtl_lib.training.trainer import NonFiniteLossError, Trainer, dual_monitor_schedules
-
-
-@pytest.fixture()
-def loaders(synth_root):
-    spec = get_spec("brain_tumor_mri")
-    index = build_index(spec, spec.locate(synth_root("brain_tumor_mri")))
-    _, info = create_model("test_resnet", 4, weights="none", img_size=32)
-    train_tf, eval_tf = build_transforms(info.data_config)
-    train = index.frame[index.frame["source_split"] == "Training"]
-    val = index.frame[index.frame["source_split"] == "Testing"]
-    return (make_loader(ImageDataset(index.root, train, train_tf), 16, True, 0, seed=1),
-            make_loader(ImageDataset(index.root, val, eval_tf), 16, False, 0))
 
 
 def _trainer(ckpt_dir=None, schedule=None, strategy="full", seed=0, lr=1e-2, epochs=1):
