@@ -403,6 +403,8 @@ class _HookStrategy(Strategy):
         self.grad_seen, self.rebuilt, self.loaded = 0, 0, None
 
     def optimizer_for_epoch(self, model, stage, epoch, optimizer):
+        assert self.context.stage is stage and self.context.lr == 1e-2
+        assert len(self.context.train_loader) > 0 and self.context.device.device.type == "cpu"
         self.rebuilt += 1
         return torch.optim.SGD([{"params": list(model.parameters()), "lr": 0.05,
                                  "name": f"rebuilt{epoch}"}], lr=0.05)

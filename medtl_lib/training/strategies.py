@@ -18,6 +18,10 @@ and selector, and starts from the previous stage's best or last weights. Hooks, 
 * ``penalty(model)``: an extra loss term;
 * ``state_dict()/load_state_dict()``: strategy state saved with every epoch checkpoint;
 * ``describe_epoch(model)``: extra history columns.
+
+During a stage, ``strategy.context`` (:class:`StageContext`) gives the hooks what the trainer
+uses: the stage, its base LR, its training batches, the device and the criterion (Auto-RGN draws
+its probe batches from there).
 """
 from __future__ import annotations
 
@@ -55,6 +59,17 @@ class Stage:
             raise ValueError(f"stage '{self.name}': init_from must be one of {INIT_FROM}")
 
 
+@dataclass
+class StageContext:
+    """What the hooks of a strategy may use during a stage (set by the trainer)."""
+
+    stage: Stage
+    lr: float  # the stage's base LR (run LR x stage.lr_factor)
+    train_loader: Any
+    device: Any  # medtl_lib.device.DeviceInfo
+    criterion: nn.Module
+
+
 class Strategy:
     """Base: one stage in which every parameter trains at the base LR (seed 000's 'full')."""
 
@@ -65,6 +80,7 @@ class Strategy:
 
     def __init__(self, **args: Any) -> None:
         self.args = args
+        self.context: StageContext | None = None
 
     # --------------------------------------------------------------- structure
     def stages(self, epochs: int) -> list[Stage]:

@@ -29,7 +29,7 @@ from ..device import DeviceInfo
 from ..utils import atomic_torch_save, atomic_write, iterate_with_bar, seed_everything
 from .optim import build_optimizer
 from .schedules import SCHEDULES, DualMonitorSchedule, EpochStats, Schedule, Selector
-from .strategies import Stage, Strategy
+from .strategies import Stage, StageContext, Strategy
 
 #: columns every history has; schedules and strategies add their own after ``lr``
 BASE_COLUMNS = ["epoch", "stage", "train_loss", "train_acc", "val_loss", "val_acc", "lr"]
@@ -177,6 +177,7 @@ class Trainer:
                      ) -> tuple[Schedule, Selector, list[float]]:
         """A new optimizer, schedule and selector for the stage; the LRs of its first epoch."""
         lr = self.lr * stage.lr_factor
+        self.strategy.context = StageContext(stage, lr, train_loader, self.device, self.criterion)
         groups = self.strategy.param_groups(self.model, lr, stage)
         self.optimizer = build_optimizer(stage.optimizer or self.optimizer_name, groups, lr,
                                          self.weight_decay, self.momentum)
