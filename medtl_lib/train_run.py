@@ -191,7 +191,7 @@ def train_run(cfg: RunConfig, progress: bool | None = None, log=print) -> RunRes
     if fit.best_epoch is None:
         log("warning: no epoch improved the monitored metric; evaluating the last weights")
     final_model, eval_loaders = inputs.for_evaluation(trainer.stages[-1])
-    use_features = final_model is not model
+    use_features = inputs.features_computed  # in any stage
 
     metrics: dict = {}
     for s in ("train", "val", "test"):
@@ -254,6 +254,10 @@ class StageInputsFactory:
         self.cfg, self.dev, self.progress, self.log = cfg, dev, progress, log
         self._features: dict | None = None
         self._logged: set[str] = set()
+
+    @property
+    def features_computed(self) -> bool:
+        return self._features is not None
 
     def _use_features(self, stage) -> bool:
         use, why = feature_cache_decision(stage, self.cfg.augment, self.cfg.cache_features)

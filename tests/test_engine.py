@@ -360,6 +360,7 @@ def test_lp_ft_run_end_to_end_and_load_run_model(synth_root, tmp_path, capsys):
     assert "stage 'lp': features cached" in log and "stages lp (1 ep) -> ft (2 ep)" in log
     m = json.loads((out / "metrics.json").read_text())
     assert m["strategy"] == "lp_ft" and [s["name"] for s in m["stages"]] == ["lp", "ft"]
+    assert m["features_cached"]  # by the probe stage, though the last stage runs on images
     assert (out / "best_lp.pt").is_file() and (out / "model.json").is_file()
     model, spec, meta = load_run_model(out)
     assert spec.timm_name == "test_resnet" and meta["class_names"] == m["class_names"]
