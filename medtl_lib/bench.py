@@ -123,7 +123,7 @@ def _stage_bookkeeping_ms(net: nn.Module, dev, reps: int = 20) -> float:
         schedule, selector, base = trainer._begin_stage(trainer.stages[0], [None])
         trainer.strategy.on_epoch_start(net, trainer.stages[0], 0)
         trainable = trainer.trainable_params()
-        groups = ";".join(f"{g.get('name')}={g['lr']:.6g}" for g in trainer.optimizer.param_groups)
+        groups = trainer.lr_groups()
         stats = EpochStats(0, 1.0, 0.5, 1.0, 0.5)
         decision = schedule.end_epoch(stats)
         selector.step(stats, decision)

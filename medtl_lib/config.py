@@ -19,7 +19,7 @@ GROUPINGS = ("duplicates", "patient", "none")
 DEVICES = ("auto", "cpu", "cuda")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 PIPELINES = ("cached", "per_image")
-POOLS = ("avg", "token", "flatten")
+POOLS = ("avg", "token", "flatten")  # how features leave the backbone (models.factory)
 
 
 @dataclass(frozen=True)

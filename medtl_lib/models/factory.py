@@ -20,6 +20,7 @@ import timm
 import torch
 from torch import nn
 
+from ..config import POOLS
 from ..utils import atomic_torch_save, atomic_write_json, medtl_cache_dir
 from . import weights as W
 
@@ -58,7 +59,6 @@ def resolve_model_name(name: str) -> tuple[str, ModelPreset | None]:
                      "timm model name (timm.list_models()).")
 
 
-POOLS = ("avg", "token", "flatten")
 # Our pool name -> timm's ``global_pool`` creation kwarg. The pooling lives inside the timm backbone
 # (not in a module of ours), so every backbone parameter keeps its ``backbone.*`` key.
 _TIMM_POOL = {"avg": "avg", "token": "token", "flatten": ""}

@@ -203,7 +203,9 @@ def plateau_baseline(
             theta = epoch
             why = f"val loss {_num(loss)} < best {_num(prev_best)} -> bad=0; theta* = epoch {epoch}"
         else:
-            why = f"val loss {_num(loss)} did not beat {_num(prev_best)} -> bad={bad if cuts == cuts_before else int(patience) + 1}"
+            # a cut resets the count; the count that triggered it was patience + 1
+            shown = bad if cuts == cuts_before else int(patience) + 1
+            why = f"val loss {_num(loss)} did not beat {_num(prev_best)} -> bad={shown}"
         if cuts > cuts_before:
             if lr_next != lr_now:
                 why += (f" > patience={patience} -> LR x{_num(factor)} ({_lr(lr_now)} -> "

@@ -54,6 +54,8 @@ class Schedule:
     args: tuple[Arg, ...] = ()
     columns: tuple[str, ...] = ()
     per_step = False
+    #: RunConfig fields the schedule takes as constructor arguments (not schedule_args)
+    run_fields: tuple[str, ...] = ()
 
     def __init__(self, **kwargs: Any) -> None:
         for k, v in kwargs.items():
@@ -93,6 +95,7 @@ class DualMonitorSchedule(Schedule):
     description = ("seed 000: train accuracy below T, else val loss; LR x phi after p bad epochs, "
                    "stop after P cuts (threshold, patience, stop_patience, factor)")
     columns = ("phase", "c", "s", "lr_factor")
+    run_fields = ("threshold", "patience", "stop_patience", "factor")
 
     def __init__(self, threshold: float = 0.9, patience: int = 2, stop_patience: int = 2,
                  factor: float = 0.5) -> None:

@@ -130,12 +130,14 @@ class Strategy:
                 + (f"; stages {plan}" if len(stages) > 1 else ""))
 
 
-def count_params(groups: list[dict]) -> int:
+def count_params(groups: list[dict], trainable_only: bool = False) -> int:
+    """Parameters in optimizer-style groups, each counted once (``trainable_only``: those that
+    require gradients now)."""
     seen: set[int] = set()
     total = 0
     for g in groups:
         for p in g["params"]:
-            if id(p) not in seen:
+            if id(p) not in seen and (p.requires_grad or not trainable_only):
                 seen.add(id(p))
                 total += p.numel()
     return total

@@ -29,7 +29,7 @@ from ..device import DeviceInfo
 from ..utils import atomic_torch_save, atomic_write, iterate_with_bar, seed_everything
 from .optim import build_optimizer
 from .schedules import SCHEDULES, DualMonitorSchedule, EpochStats, Schedule, Selector
-from .strategies import Stage, StageContext, Strategy
+from .strategies import Stage, StageContext, Strategy, count_params
 
 #: columns every history has; schedules and strategies add their own after ``lr``
 BASE_COLUMNS = ["epoch", "stage", "train_loss", "train_acc", "val_loss", "val_acc", "lr"]
@@ -69,16 +69,17 @@ def dual_monitor_schedules(threshold: float = 0.9, patience: int = 2, stop_patie
     return lambda stage: DualMonitorSchedule(threshold, patience, stop_patience, factor)
 
 
-def schedule_factory(name: str, args: dict | None = None, **dual_monitor: float
+def schedule_factory(name: str, args: dict | None = None, **run_fields: float
                      ) -> Callable[[Stage], Schedule]:
-    """A fresh schedule per stage: the stage's own when it names one, else the run's."""
+    """A fresh schedule per stage: the stage's own when it names one, else the run's.
+    ``run_fields`` (e.g. the dual monitor's threshold, patience, stop_patience, factor) go to the
+    schedules that declare them in ``run_fields``."""
 
     def make(stage: Stage) -> Schedule:
         n, a = (stage.schedule, stage.schedule_args) if stage.schedule else (name, args)
-        if n == "dual_monitor":
-            SCHEDULES.parse_args(n, a)  # it takes no schedule_args: refuse any
-            return DualMonitorSchedule(**dual_monitor)
-        return SCHEDULES.build(n, a)
+        cls = SCHEDULES.get(n)
+        return SCHEDULES.build(n, a, **{k: run_fields[k] for k in cls.run_fields
+                                        if k in run_fields})
 
     return make
 
@@ -204,8 +205,7 @@ class Trainer:
             self.optimizer = new
             base_lrs[:] = [g["lr"] for g in new.param_groups]
         lr_now = self.optimizer.param_groups[0]["lr"]
-        lr_groups = ";".join(f"{g.get('name', i)}={g['lr']:.6g}"
-                             for i, g in enumerate(self.optimizer.param_groups))
+        lr_groups = self.lr_groups()
         trainable = self.trainable_params()
         step_scale = None
         if schedule.per_step:
@@ -326,14 +326,12 @@ class Trainer:
         """Parameters the optimizer holds that require gradients in this epoch."""
         if self.optimizer is None:
             return 0
-        seen: set[int] = set()
-        total = 0
-        for g in self.optimizer.param_groups:
-            for p in g["params"]:
-                if p.requires_grad and id(p) not in seen:
-                    seen.add(id(p))
-                    total += p.numel()
-        return total
+        return count_params(self.optimizer.param_groups, trainable_only=True)
+
+    def lr_groups(self) -> str:
+        """The LR of every parameter group, for the history: 'head=0.001;all=0.0001'."""
+        return ";".join(f"{g.get('name', i)}={g['lr']:.6g}"
+                        for i, g in enumerate(self.optimizer.param_groups))
 
     def describe_compute(self) -> str:
         """What the run uses, for the log and metrics.json: precision and memory layout."""
