@@ -214,7 +214,7 @@ def confusion_grid(runs: Mapping[tuple[str, str], dict], normalize: bool = True,
             if "metrics" in metrics and split not in metrics:
                 metrics = metrics["metrics"]
             plot_confusion(metrics[split]["confusion_matrix"], metrics["class_names"],
-                           normalize=normalize, ax=ax, title=f"{dataset_name(dataset)}: {model}")
+                           normalize=normalize, ax=ax, title=f"{dataset_name(dataset)}\n{model}")
     return fig
 
 
