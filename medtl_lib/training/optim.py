@@ -24,3 +24,16 @@ def build_optimizer(name: str, param_groups: list[dict], lr: float, weight_decay
     kwargs = {"momentum": momentum} if name == "sgd" else {}
     return create_optimizer_v2(param_groups, opt=OPTIMIZERS[name], lr=lr,
                                weight_decay=weight_decay, **kwargs)
+
+
+def rebuild_optimizer(optimizer: torch.optim.Optimizer, param_groups: list[dict],
+                      keep_state: bool = False) -> torch.optim.Optimizer:
+    """An optimizer of the same kind and settings over new groups (Auto-RGN's per-epoch LRs,
+    a reset on unfreezing); ``keep_state`` carries each parameter's moments over."""
+    new = type(optimizer)(param_groups, **optimizer.defaults)
+    if keep_state:
+        for g in new.param_groups:
+            for p in g["params"]:
+                if p in optimizer.state:
+                    new.state[p] = optimizer.state[p]
+    return new

@@ -3,8 +3,8 @@
 A strategy is one class with ``@STRATEGIES.register``: its name, a one-line description and its
 arguments (:class:`~medtl_lib.registry.Arg`) are all the rest of the kit needs. Config validation,
 ``--strategy`` and ``--strategy-arg``, ``medtl strategies`` and notebook 03's table come from the
-registry, so a new strategy is a new class (in this file or a module imported by
-:mod:`medtl_lib.training`) and nothing else changes.
+registry, so a new strategy is a new module ``training/strategy_<name>.py`` holding its class
+(imported, and so registered, with this module) and nothing else changes.
 
 A strategy is one or more :class:`Stage` s. The trainer runs them in order; each stage gets a new
 optimizer (the run's, or the stage's own) over ``param_groups(model, lr, stage)``, a fresh schedule
@@ -13,6 +13,8 @@ and selector, and starts from the previous stage's best or last weights. Hooks, 
 * ``setup(model)``: once, on the pretrained model, before any resume (e.g. keep theta^0);
 * ``on_epoch_start(model, stage, epoch)``: requires_grad and train/eval modes for this epoch;
 * ``optimizer_for_epoch(model, stage, epoch, optimizer)``: return a new optimizer to replace it;
+* ``fit_stage(model, stage, train, val)``: solves a ``Stage(closed_form=True)`` instead of the
+  epoch's optimizer steps (LP-FT's logistic-regression probe);
 * ``after_backward(model)``: gradients are there (unscaled under fp16), the step is not taken yet;
   set ``needs_gradients = True`` to get it;
 * ``penalty(model)``: an extra loss term;
@@ -51,12 +53,17 @@ class Stage:
     #: the backbone is frozen and in eval mode in every epoch of the stage, so its features for a
     #: fixed input never change (this is what allows them to be computed once: training.features)
     frozen_backbone: bool = False
+    #: the stage is solved in one go by ``Strategy.fit_stage`` (e.g. logistic regression on the
+    #: frozen features), not by optimizer steps; it then has exactly one epoch
+    closed_form: bool = False
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
             raise ValueError(f"stage '{self.name}' needs at least 1 epoch, got {self.epochs}")
         if self.init_from not in INIT_FROM:
             raise ValueError(f"stage '{self.name}': init_from must be one of {INIT_FROM}")
+        if self.closed_form and self.epochs != 1:
+            raise ValueError(f"stage '{self.name}' is solved in closed form: it has one epoch")
 
 
 @dataclass
@@ -68,6 +75,7 @@ class StageContext:
     train_loader: Any
     device: Any  # medtl_lib.device.DeviceInfo
     criterion: nn.Module
+    val_loader: Any = None
 
 
 class Strategy:
@@ -106,6 +114,11 @@ class Strategy:
 
     def after_backward(self, model: nn.Module) -> None:
         pass
+
+    def fit_stage(self, model: nn.Module, stage: Stage, train_loader: Any,
+                  val_loader: Any) -> tuple[float, float]:
+        """Solve a ``closed_form`` stage; returns (train loss, train accuracy)."""
+        raise NotImplementedError(f"strategy '{self.name}' has no closed-form stage")
 
     def penalty(self, model: nn.Module) -> torch.Tensor | None:
         return None
@@ -150,6 +163,32 @@ def head_of(model: nn.Module) -> nn.Module:
     return head
 
 
+def set_trainable(model: nn.Module, trainable: set[str]) -> None:
+    """Exactly the named parameters require gradients. A module is in train mode (BatchNorm
+    statistics move, dropout is on) only when every parameter below it trains, so a frozen
+    block is frozen entirely, its BN statistics too."""
+    model.eval()
+    for n, p in model.named_parameters():
+        p.requires_grad_(n in trainable)
+
+    def visit(prefix: str, module: nn.Module) -> None:
+        names = [prefix + n for n, _ in module.named_parameters()]
+        if names and all(n in trainable for n in names):
+            module.train()
+            return
+        for child, sub in module.named_children():
+            visit(f"{prefix}{child}.", sub)
+
+    visit("", model)
+
+
+def group_names(model: nn.Module, groups: list[str]) -> set[str]:
+    """Parameter names of the named blocks of :func:`medtl_lib.models.groups.parameter_groups`."""
+    from ..models.groups import parameter_groups
+
+    return {n for g, names in parameter_groups(model) if g in groups for n in names}
+
+
 def freeze_all_but_head(model: nn.Module) -> None:
     """Backbone frozen and in eval mode (BatchNorm statistics fixed, no dropout); head trains."""
     model.eval()
@@ -171,16 +210,30 @@ class LinearProbe(Strategy):
     """Only the head trains; the backbone stays frozen and in eval mode (BN statistics fixed)."""
 
     name = "linear_probe"
-    description = "only the new head trains; the backbone is frozen in eval mode"
+    description = "only the new head trains (lp_head=classifier: the pre-logits layers too)"
+    args = (Arg("lp_head", "str", "last", "last: the new head only; classifier: also the "
+                "pre-logits block (VGG's two 4096-d FC layers, DenseNet's norm5)",
+                choices=("last", "classifier")),)
 
     def stages(self, epochs: int) -> list[Stage]:
-        return [Stage("probe", epochs, frozen_backbone=True)]
+        return [Stage("probe", epochs, frozen_backbone=self.args["lp_head"] == "last")]
+
+    def _trainable(self, model: nn.Module) -> set[str]:
+        groups = ["head"] + (["pre_logits"] if self.args["lp_head"] == "classifier" else [])
+        return group_names(model, groups)
 
     def param_groups(self, model: nn.Module, lr: float, stage: Stage) -> list[dict]:
-        return [{"params": list(head_of(model).parameters()), "lr": lr, "name": "head"}]
+        if self.args["lp_head"] == "last":
+            return [{"params": list(head_of(model).parameters()), "lr": lr, "name": "head"}]
+        names = self._trainable(model)
+        params = [p for n, p in model.named_parameters() if n in names]
+        return [{"params": params, "lr": lr, "name": "classifier"}]
 
     def on_epoch_start(self, model: nn.Module, stage: Stage, epoch: int) -> None:
-        freeze_all_but_head(model)
+        if self.args["lp_head"] == "last":
+            freeze_all_but_head(model)
+        else:
+            set_trainable(model, self._trainable(model))
 
 
 @STRATEGIES.register
@@ -199,15 +252,19 @@ class LinearProbeThenFineTune(Strategy):
             Arg("ft_lr_factor", "float", 0.1, "fine-tuning LR as a fraction of the run's LR",
                 minimum=1e-9),
             Arg("ft_init", "str", "previous_best", "stage 2 starts from the probe's best or last "
-                "epoch", choices=INIT_FROM))
+                "epoch", choices=INIT_FROM),
+            Arg("lp_solver", "str", "sgd", "sgd: the probe trains with the run's optimizer; "
+                "logreg: L2 logistic regression on the frozen features (one epoch, C chosen on "
+                "validation accuracy, as Kumar et al.'s code)", choices=("sgd", "logreg")))
 
     def stages(self, epochs: int) -> list[Stage]:
-        lp = self.args["lp_epochs"] or max(1, epochs // 3)
+        logreg = self.args["lp_solver"] == "logreg"
+        lp = 1 if logreg else self.args["lp_epochs"] or max(1, epochs // 3)
         ft = self.args["ft_epochs"] or epochs - lp
         if ft < 1:
             raise ValueError(f"lp_ft: {epochs} epoch(s) leave none for fine-tuning after "
                              f"{lp} probe epoch(s); raise epochs or set ft_epochs")
-        return [Stage("lp", lp, frozen_backbone=True),
+        return [Stage("lp", lp, frozen_backbone=True, closed_form=logreg),
                 Stage("ft", ft, lr_factor=self.args["ft_lr_factor"],
                       init_from=self.args["ft_init"])]
 
@@ -221,6 +278,25 @@ class LinearProbeThenFineTune(Strategy):
             freeze_all_but_head(model)
         else:
             super().on_epoch_start(model, stage, epoch)
+
+    def fit_stage(self, model: nn.Module, stage: Stage, train_loader: Any,
+                  val_loader: Any) -> tuple[float, float]:
+        from .logreg import fit_logreg_head
+
+        return fit_logreg_head(model, head_of(model), train_loader, val_loader,
+                               self.context.device.device if self.context else None,
+                               self.context.criterion if self.context else None)
+
+
+def _import_strategy_modules() -> None:
+    """Strategies in their own modules (``training/strategy_<name>.py``) register on import."""
+    import importlib
+    import pkgutil
+    from pathlib import Path
+
+    for m in pkgutil.iter_modules([str(Path(__file__).parent)]):
+        if m.name.startswith("strategy_"):
+            importlib.import_module(f"{__package__}.{m.name}")
 
 
 def get_strategy(name: str, args: dict | None = None) -> Strategy:
@@ -238,3 +314,6 @@ def strategies_table():
         rows.append({"name": r["name"], "description": r["description"],
                      "arguments": args or "-"})
     return pd.DataFrame(rows)
+
+
+_import_strategy_modules()

@@ -118,6 +118,7 @@ class Trainer:
         self._best_in_memory: dict[str, dict] = {}
         self.optimizer: torch.optim.Optimizer | None = None
         self._stage_index = 0
+        self._lr_mult = 1.0  # the schedule's current multiplier of the stage's base LRs
 
     # ------------------------------------------------------------------ loop
     def fit(self, train_loader: Iterable | None = None, val_loader: Iterable | None = None,
@@ -148,7 +149,7 @@ class Trainer:
             resume_here = state is not None and si == state["stage_index"] and not state["stage_done"]
             if si > 0 and not resume_here:
                 self._hand_over(self.stages[si - 1], stage)
-            schedule, selector, base_lrs = self._begin_stage(stage, tl)
+            schedule, selector, base_lrs = self._begin_stage(stage, tl, vl)
             if resume_here:
                 self._load_stage_state(state, schedule, selector)
             else:
@@ -174,11 +175,13 @@ class Trainer:
         return FitResult(self.history_frame(history), last["best_epoch"],
                          bool(last["stopped_early"]), len(history), resumed_from, stage_log)
 
-    def _begin_stage(self, stage: Stage, train_loader: Iterable
+    def _begin_stage(self, stage: Stage, train_loader: Iterable, val_loader: Iterable | None = None
                      ) -> tuple[Schedule, Selector, list[float]]:
         """A new optimizer, schedule and selector for the stage; the LRs of its first epoch."""
         lr = self.lr * stage.lr_factor
-        self.strategy.context = StageContext(stage, lr, train_loader, self.device, self.criterion)
+        self.strategy.context = StageContext(stage, lr, train_loader, self.device, self.criterion,
+                                             val_loader)
+        self._lr_mult = 1.0
         groups = self.strategy.param_groups(self.model, lr, stage)
         self.optimizer = build_optimizer(stage.optimizer or self.optimizer_name, groups, lr,
                                          self.weight_decay, self.momentum)
@@ -191,6 +194,7 @@ class Trainer:
         scale = schedule.begin(base_lrs[0], stage.epochs, steps or 0)
         if scale is not None:
             self._set_scale(base_lrs, scale)
+            self._lr_mult = scale
         return schedule, Selector(self.select_by, self.early_stop_patience), base_lrs
 
     def _run_epoch(self, stage: Stage, e: int, done_before: int, fwd_model: nn.Module,
@@ -201,9 +205,10 @@ class Trainer:
         self._seed_epoch(train_loader, seed, epoch)
         self.strategy.on_epoch_start(self.model, stage, e)
         new = self.strategy.optimizer_for_epoch(self.model, stage, e, self.optimizer)
-        if new is not None:
+        if new is not None:  # its groups carry base LRs: the schedule's multiplier goes on top
             self.optimizer = new
             base_lrs[:] = [g["lr"] for g in new.param_groups]
+            self._set_scale(base_lrs, self._lr_mult)
         lr_now = self.optimizer.param_groups[0]["lr"]
         lr_groups = self.lr_groups()
         trainable = self.trainable_params()
@@ -211,8 +216,12 @@ class Trainer:
         if schedule.per_step:
             spe = _len(train_loader) or 0
             step_scale = lambda i: schedule.scale_at_step(e * spe + i)  # noqa: E731
-        train_loss, train_acc = self.train_epoch(train_loader, epoch, model=fwd_model,
-                                                 step_scale=step_scale, base_lrs=base_lrs)
+        if stage.closed_form:  # e.g. a logistic-regression probe: solved, not stepped
+            train_loss, train_acc = self.strategy.fit_stage(fwd_model, stage, train_loader,
+                                                            val_loader)
+        else:
+            train_loss, train_acc = self.train_epoch(train_loader, epoch, model=fwd_model,
+                                                     step_scale=step_scale, base_lrs=base_lrs)
         need_probs = self.select_by in ("val_macro_acc", "val_auroc")
         val = self.evaluate(val_loader, desc=f"epoch {epoch + 1} val", model=fwd_model)
         stats = EpochStats(e, train_loss, train_acc, val.loss, val.accuracy,
@@ -223,9 +232,11 @@ class Trainer:
             self._save_best(stage, epoch + 1)
         if decision.lr_scale is not None:
             self._set_scale(base_lrs, decision.lr_scale)
+            self._lr_mult = decision.lr_scale
         elif decision.lr_factor != 1.0:
             for group in self.optimizer.param_groups:
                 group["lr"] *= decision.lr_factor
+            self._lr_mult *= decision.lr_factor
         row = dict(epoch=epoch + 1, stage=stage.name, train_loss=train_loss, train_acc=train_acc,
                    val_loss=val.loss, val_acc=val.accuracy, lr=lr_now, **decision.columns,
                    save_best=save, stop=bool(decision.stop or stop_select),
@@ -257,7 +268,8 @@ class Trainer:
             if max_batches is not None and i >= max_batches:
                 break
             if step_scale is not None:
-                self._set_scale(base_lrs or [], step_scale(i))
+                self._lr_mult = step_scale(i)
+                self._set_scale(base_lrs or [], self._lr_mult)
             x, y = self._to_device(x, y)
             with torch.autocast(dev.type, dtype=self.device.amp_dtype or torch.float32,
                                 enabled=self.device.amp_dtype is not None):
@@ -417,6 +429,7 @@ class Trainer:
             "schedule": schedule.state_dict(),
             "selector": selector.state_dict(),
             "strategy": self.strategy.state_dict(),
+            "lr_mult": self._lr_mult,
             "history": history,
             "stages": stages,
         })
@@ -455,6 +468,7 @@ class Trainer:
 
     def _load_stage_state(self, state: dict, schedule: Schedule, selector: Selector) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
+        self._lr_mult = float(state.get("lr_mult", 1.0))
         schedule.load_state_dict(state["schedule"])
         selector.load_state_dict(state["selector"])
 

@@ -1,0 +1,103 @@
+"""L2-SP and L1-SP (Li, Grandvalet and Davoine, 2018; spec Sections 1.3.6-1.3.7).
+
+Plain weight decay pulls every weight towards zero, which for a pretrained backbone means away
+from what ImageNet taught it. The SP ("starting point") penalties pull the backbone towards its
+pretrained values theta^0 instead, and only the new head, which has no starting point, towards
+zero:
+
+    L2-SP: Omega = alpha/2 * sum_B ||w - w0||^2 + beta/2 * sum_H ||w||^2
+    L1-SP: Omega = alpha   * sum_B |w - w0|_1   + beta   * sum_H |w|_1
+
+The optimizer's weight decay is off (Omega replaces it). theta^0 is copied once, in ``setup``, on
+the pretrained weights before any resume, so a resumed run penalises towards the same point.
+At theta^0 the backbone term and its gradient are exactly zero (PyTorch's gradient of |x| at 0 is
+0), so with alpha = beta = 0 the run is plain fine-tuning without weight decay, bit for bit.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..registry import Arg
+from .strategies import STRATEGIES, Strategy
+
+SCOPES = ("all", "weights")
+
+
+class StartingPointPenalty(Strategy):
+    order = 2  # the norm of the penalty
+
+    args = (Arg("alpha", "float", 0.1, "weight of the pull towards the pretrained backbone",
+                minimum=0.0),
+            Arg("beta", "float", 0.01, "weight of the pull of the new head towards zero",
+                minimum=0.0),
+            Arg("scope", "str", "all", "all: every pretrained tensor (BN affine included, as "
+                "tllib); weights: conv and linear weights only (no biases, no norm parameters)",
+                choices=SCOPES))
+
+    def __init__(self, **args: Any) -> None:
+        super().__init__(**args)
+        self.reference: dict[str, torch.Tensor] = {}  # backbone name -> theta^0 (frozen copy)
+        self.head_names: list[str] = []
+
+    def _in_scope(self, p: torch.Tensor) -> bool:
+        return self.args["scope"] == "all" or p.dim() > 1
+
+    def setup(self, model: nn.Module) -> None:
+        self.reference = {n: p.detach().clone() for n, p in model.named_parameters()
+                          if not n.startswith("head.") and self._in_scope(p)}
+        self.head_names = [n for n, p in model.named_parameters()
+                           if n.startswith("head.") and self._in_scope(p)]
+
+    def param_groups(self, model: nn.Module, lr: float, stage) -> list[dict]:
+        return [{"params": list(model.parameters()), "lr": lr, "name": "all",
+                 "weight_decay": 0.0}]
+
+    def _norm(self, t: torch.Tensor) -> torch.Tensor:
+        return t.pow(2).sum() / 2 if self.order == 2 else t.abs().sum()
+
+    def terms(self, model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        """(backbone term, head term), unweighted: sum of ||w - w0|| and of ||w|| as in Omega."""
+        params = dict(model.named_parameters())
+        if not self.reference:
+            raise RuntimeError(f"{self.name}: setup(model) must run before training (theta^0)")
+        dev = next(iter(self.reference.values())).device
+        back = torch.zeros((), device=dev)
+        for n, ref in self.reference.items():
+            back = back + self._norm(params[n] - ref)
+        head = torch.zeros((), device=dev)
+        for n in self.head_names:
+            head = head + self._norm(params[n])
+        return back, head
+
+    def penalty(self, model: nn.Module) -> torch.Tensor | None:
+        alpha, beta = self.args["alpha"], self.args["beta"]
+        if alpha == 0 and beta == 0:
+            return None
+        back, head = self.terms(model)
+        return alpha * back + beta * head
+
+    @torch.no_grad()
+    def describe_epoch(self, model: nn.Module) -> dict[str, Any]:
+        """The L2 distance from theta^0 over the penalised backbone tensors, and Omega."""
+        params = dict(model.named_parameters())
+        dist = sum(float((params[n] - ref).double().pow(2).sum())
+                   for n, ref in self.reference.items()) ** 0.5
+        omega = self.penalty(model)
+        return {"sp_distance": dist, "sp_penalty": 0.0 if omega is None else float(omega)}
+
+
+@STRATEGIES.register
+class L2SP(StartingPointPenalty):
+    name = "l2_sp"
+    description = "full fine-tuning with an L2 pull towards the pretrained weights (no weight decay)"
+    order = 2
+
+
+@STRATEGIES.register
+class L1SP(StartingPointPenalty):
+    name = "l1_sp"
+    description = "full fine-tuning with an L1 pull towards the pretrained weights (no weight decay)"
+    order = 1
