@@ -33,7 +33,9 @@ that is, a more specific key wins over a less specific one, and among keys namin
 the later one in that list wins. The names in a key are always in the order dataset, model,
 strategy. Mapping fields (``strategy_args``, ``schedule_args``) are merged key by key in the same
 order instead of replaced: with the overrides above, brain_tumor_mri x vit_star x lp_ft runs get
-``{lp_epochs: 3, ft_lr_factor: 0.05}``. Each strategy accepts only its own arguments (``medtl
+``{lp_epochs: 3, ft_lr_factor: 0.05}``; a key set to ``null`` removes it (a run whose strategy
+or schedule lacks an argument that ``defaults`` gives, e.g. ``schedule: none`` with
+``schedule_args: {t_max: null}``). Each strategy accepts only its own arguments (``medtl
 strategies``), so ``strategy_args`` belong under a strategy's key, not in ``defaults`` of a
 profile with several strategies. An override key that names no run of the matrix is an error (a
 typo would otherwise change nothing). ``dataset``, ``model``, ``strategy``, ``seed`` and
@@ -135,10 +137,9 @@ def merge_fields(*layers: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for layer in layers:
         for k, v in layer.items():
-            if k in MERGED_FIELDS and isinstance(v, dict) and isinstance(out.get(k), dict):
-                out[k] = {**out[k], **v}
-            elif k in MERGED_FIELDS and isinstance(v, dict):
-                out[k] = dict(v)
+            if k in MERGED_FIELDS and isinstance(v, dict):
+                merged = {**out[k], **v} if isinstance(out.get(k), dict) else dict(v)
+                out[k] = {a: b for a, b in merged.items() if b is not None}  # null: remove
             else:
                 out[k] = v
     return out

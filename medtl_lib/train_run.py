@@ -95,6 +95,9 @@ def prepare_data(cfg: RunConfig, out: Path | None = None) -> DataIndex:
             split = stratified_split(frame, cfg.val_frac, cfg.test_frac, cfg.seed)
         if out is not None:
             info = _grouping_info(cfg.group_by, groups, split)
+            if spec.group_required and cfg.group_by != "none":
+                info["dataset_groups"] = "kept together (the dataset requires it: " \
+                    "several images of one lesion or patient)"
             atomic_write_json(out / "split_info.json", info)
     index.frame = frame.assign(split=split)
     if own is not None and not resuming:
@@ -104,13 +107,14 @@ def prepare_data(cfg: RunConfig, out: Path | None = None) -> DataIndex:
 
 def split_groups(index: DataIndex, group_by: str, out: Path | None = None) -> pd.Series | None:
     """What must stay together in one split: copies of an image (exact or near duplicates, found
-    by the leakage audit) and, with 'patient', everything of one patient where the file names
-    say who it is. None for 'none' (the image-level split that leaks duplicates)."""
+    by the leakage audit) and, with 'patient' or for a dataset whose spec requires it
+    (HAM10000: one lesion, several images), everything of one patient or lesion. None for 'none' (the image-level split that leaks duplicates)."""
     if group_by == "none":
         return None
     from .data.audit import audit_index, duplicate_groups, write_audit
 
-    base = index if group_by == "patient" else dataclasses.replace(
+    keep = group_by == "patient" or index.spec.group_required  # e.g. HAM10000's lesions
+    base = index if keep else dataclasses.replace(
         index, frame=index.frame.assign(group=index.frame["path"]))
     audit = audit_index(base, progress=False)
     if out is not None:

@@ -32,7 +32,7 @@ class Record(NamedTuple):
 class DatasetSpec:
     name: str
     title: str
-    layout: str  # "class_folders" | "split_class_folders" | "breakhis"
+    layout: str  # "class_folders" | "split_class_folders" | "breakhis" | "ham10000"
     classes: tuple[str, ...] = ()  # canonical names, in label order; () = discovered
     aliases: dict[str, str] = field(default_factory=dict)  # other folder names -> canonical
     split_folders: tuple[str, ...] = ()  # for split_class_folders, e.g. Training, Testing
@@ -44,6 +44,9 @@ class DatasetSpec:
     source_url: str = ""
     license: str = ""
     citation: str = ""
+    #: Record.group must stay in one split whatever ``group_by`` says (except 'none'): several
+    #: images of one lesion (HAM10000) are one sample, not several
+    group_required: bool = False
 
     # ---------------------------------------------------------------- layout
     def class_root(self, path: Path) -> Path | None:
@@ -64,6 +67,8 @@ class DatasetSpec:
             return None
         if self.layout == "split_class_folders":
             return path if all(_child(path, s) for s in self.split_folders) else None
+        if self.layout == "ham10000":
+            return path if _file(path, HAM_METADATA) else None
         # class_folders: known classes must all be present; generic folder: >= 1 subfolder
         if self.classes:
             found = {self._canonical(d.name) for d in _subdirs(path)}
@@ -91,6 +96,9 @@ class DatasetSpec:
 
     def scan(self, root: Path) -> Iterator[Record]:
         """Yield every image of the dataset below ``root`` (a path :meth:`locate` returned)."""
+        if self.layout == "ham10000":
+            yield from _scan_ham10000(root, self.classes)
+            return
         if self.layout == "breakhis":
             for class_dir in (_child(root, "benign"), _child(root, "malignant")):
                 assert class_dir is not None
@@ -157,6 +165,9 @@ class DatasetSpec:
                     "400X/*.png (other magnifications are ignored)")
         if self.layout == "split_class_folders":
             return f"{{{','.join(self.split_folders)}}}/{{{','.join(self.classes)}}}/<images>"
+        if self.layout == "ham10000":
+            return (f"{HAM_METADATA} (columns lesion_id, image_id, dx) beside the image folders "
+                    "(HAM10000_images_part_1/, _part_2/), each image named <image_id>.jpg")
         if self.classes:
             return f"{{{','.join(self.classes)}}}/<images>"
         return "one subfolder per class, images inside"
@@ -224,6 +235,47 @@ def _is_400x(f: Path) -> bool:
     if m:
         return m.group("mag") == "400"
     return f.parent.name.upper() == "400X"
+
+
+HAM_METADATA = "HAM10000_metadata.csv"
+
+
+def _scan_ham10000(root: Path, classes: tuple[str, ...]) -> Iterator[Record]:
+    """One record per metadata row, grouped by lesion. The Kaggle archive holds every image
+    twice (``HAM10000_images_part_1`` and ``ham10000_images_part_1``): the first path in sorted
+    order is taken, so each image is counted once."""
+    import csv
+
+    meta = _file(root, HAM_METADATA)
+    assert meta is not None
+    images: dict[str, Path] = {}
+    for f in _walk_images(root):
+        images.setdefault(f.stem, f)
+    with open(meta, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    need = {"lesion_id", "image_id", "dx"}
+    if not rows or not need <= set(rows[0]):
+        raise DatasetLayoutError(f"{meta} must have the columns {sorted(need)}; found "
+                                 f"{sorted(rows[0]) if rows else 'no rows'}")
+    missing = [r["image_id"] for r in rows if r["image_id"] not in images]
+    if missing:
+        raise DatasetLayoutError(
+            f"{len(missing)} image(s) listed in {meta.name} are not below {root}, e.g. "
+            f"{missing[0]}.jpg. Download the whole archive (both image folders).")
+    unknown = sorted({r["dx"] for r in rows} - set(classes))
+    if unknown:
+        raise DatasetLayoutError(f"{meta.name}: unknown diagnosis code(s) {unknown}; expected "
+                                 f"{list(classes)}")
+    for r in sorted(rows, key=lambda r: r["image_id"]):
+        yield Record(images[r["image_id"]], r["dx"], "", f"lesion/{r['lesion_id']}")
+
+
+def _file(path: Path, name: str) -> Path | None:
+    low = name.lower()
+    try:
+        return next((f for f in path.iterdir() if f.is_file() and f.name.lower() == low), None)
+    except (PermissionError, NotADirectoryError):
+        return None
 
 
 def _subdirs(path: Path) -> list[Path]:
@@ -298,6 +350,51 @@ DATASETS: dict[str, DatasetSpec] = {
         source_url="https://www.kaggle.com/datasets/masoudnickparvar/brain-tumor-mri-dataset",
         license="CC0 1.0 (as listed on the Kaggle page)",
         citation="Nickparvar M., Brain Tumor MRI Dataset, Kaggle 2021, doi:10.34740/KAGGLE/DSV/2645886",
+    ),
+    # Seed 001's modalities (substitutes: the abstract names no dataset)
+    "chest_xray_pneumonia": DatasetSpec(
+        name="chest_xray_pneumonia",
+        title="Chest X-Ray Images (Pneumonia) (Kermany et al. 2018)",
+        layout="split_class_folders",
+        classes=("NORMAL", "PNEUMONIA"),
+        split_folders=("train", "test"),  # its 16-image val/ folder is ignored: val comes from train
+        test_folder="test",
+        paper_count=5856,
+        default_epochs=30,
+        modality="X-ray",
+        kaggle_slug="paultimothymooney/chest-xray-pneumonia",
+        source_url="https://data.mendeley.com/datasets/rscbjbr9sj/2",
+        license="CC BY 4.0 (Mendeley Data)",
+        citation="Kermany D.S. et al., Identifying medical diagnoses and treatable diseases by "
+                 "image-based deep learning, Cell 172(5), 2018",
+    ),
+    "ham10000": DatasetSpec(
+        name="ham10000",
+        title="HAM10000 dermoscopic images, 7 diagnoses (Tschandl et al. 2018)",
+        layout="ham10000",
+        classes=("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"),
+        paper_count=10015,
+        default_epochs=30,
+        modality="Dermoscopy",
+        kaggle_slug="kmader/skin-cancer-mnist-ham10000",
+        source_url="https://doi.org/10.7910/DVN/DBW86T",
+        license="CC BY-NC 4.0 (Harvard Dataverse)",
+        citation="Tschandl P., Rosendahl C., Kittler H., The HAM10000 dataset, Sci. Data 5, 2018",
+        group_required=True,
+    ),
+    "kvasir_v2": DatasetSpec(
+        name="kvasir_v2",
+        title="Kvasir v2, 8 classes of GI endoscopy (Pogorelov et al. 2017)",
+        layout="class_folders",
+        classes=("dyed-lifted-polyps", "dyed-resection-margins", "esophagitis", "normal-cecum",
+                 "normal-pylorus", "normal-z-line", "polyps", "ulcerative-colitis"),
+        paper_count=8000,
+        default_epochs=30,
+        modality="Endoscopy",
+        source_url="https://datasets.simula.no/kvasir/",
+        license="Research and educational use with citation (see the source page)",
+        citation="Pogorelov K. et al., KVASIR: a multi-class image dataset for computer aided "
+                 "gastrointestinal disease detection, MMSys 2017",
     ),
     "folder": DatasetSpec(
         name="folder",

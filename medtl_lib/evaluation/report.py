@@ -30,7 +30,8 @@ METRIC_NAMES: dict[str, str] = {"train_acc": "Train Acc", "val_acc": "Val Acc",
 SOURCES: tuple[str, ...] = ("ours", "paper", "diff")  # diff = ours - paper
 STATUS_COMPLETE = "complete"
 DEFAULT_STRATEGY = "full"  # the paper's; what a run folder without a strategy was trained with
-STRATEGY_ORDER: tuple[str, ...] = ("full", "linear_probe", "lp_ft")  # others follow, sorted
+STRATEGY_ORDER: tuple[str, ...] = ("full", "linear_probe", "gradual_lf", "gradual_fl", "lp_ft",
+                                 "l1_sp", "l2_sp", "auto_rgn")  # seed 001's order; others follow, sorted
 STATS: tuple[str, ...] = ("mean", "sd")  # sd: sample standard deviation over seeds (ddof 1)
 
 # Table II copied cell by cell from the paper text (percent, as printed). Precision, recall and
@@ -368,10 +369,12 @@ def _mean_sd(mean: float, sd: float) -> str:
     return f"{mean * 100:.2f}%" + ("" if pd.isna(sd) else f" ± {sd * 100:.2f}")
 
 
-def strategy_table_markdown(df: pd.DataFrame) -> str:
-    """Markdown of :func:`strategy_table`, one cell per metric as ``mean ± sd``."""
+def strategy_table_markdown(df: pd.DataFrame, names: dict[str, str] | None = None) -> str:
+    """Markdown of :func:`strategy_table`, one cell per metric as ``mean ± sd`` (``names``:
+    column headers per metric, e.g. seed 001's 'macro accuracy' for ``recall``)."""
     metrics = [m for m in dict.fromkeys(c[0] for c in df.columns) if m != "n_seeds"]
-    headers = ["Dataset", "Model", "Strategy", "Seeds"] + [METRIC_NAMES.get(m, m) for m in metrics]
+    names = {**METRIC_NAMES, **(names or {})}
+    headers = ["Dataset", "Model", "Strategy", "Seeds"] + [names.get(m, m) for m in metrics]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     previous: tuple = (None, None)
     for (dataset, model, strategy), row in df.iterrows():

@@ -1,0 +1,77 @@
+"""Train every run of a profile in this process (no notebooks), then print seed 001's table.
+
+For machines without Jupyter (a bare GPU box) and for timing the matrix itself. Run folders are
+the same as ``run_all.sh PROFILE`` writes (notebooks 03/04 are not executed), so a finished run
+is skipped by either and ``05_results`` / ``08_strategy_comparison`` read them.
+
+    python scripts/run_profile_direct.py seed001_cpu [--runs-dir runs] [--only '*lp_ft*']
+        [--set device=cuda --set num_workers=8]
+
+Data: as for every run (``--data-dir`` is per dataset in a profile, so use $MEDTL_DATA_DIR).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import fnmatch
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import yaml  # noqa: E402
+
+from medtl_lib import profiles  # noqa: E402
+from medtl_lib.config import RunConfig  # noqa: E402
+from medtl_lib.evaluation.comparison import SEED001_METRICS, claims  # noqa: E402
+from medtl_lib.evaluation.report import (collect_runs, strategy_table,  # noqa: E402
+                                         strategy_table_markdown)
+from medtl_lib.train_run import train_run  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("profile")
+    ap.add_argument("--runs-dir", default="runs")
+    ap.add_argument("--only", help="glob on run names")
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="a RunConfig field for every run (YAML value), e.g. device=cuda")
+    args = ap.parse_args(argv)
+    extra = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        if key not in {f.name for f in dataclasses.fields(RunConfig)}:
+            ap.error(f"--set {item}: no RunConfig field '{key}'")
+        extra[key] = yaml.safe_load(value)
+    profile = profiles.load_profile(args.profile, runs_dir=args.runs_dir)
+    profiles.prepare_synthetic(profile)  # offline profiles: stand-ins written once
+    runs = [r for r in profile.runs
+            if not args.only or fnmatch.fnmatch(profile.run_name(r), args.only)]
+    print(f"{profile.name}: {len(runs)} of {profile.shape()}", flush=True)
+    t0 = time.perf_counter()
+    failed = []
+    for i, cfg in enumerate(runs, 1):
+        cfg = dataclasses.replace(cfg, **extra)
+        name = profile.run_name(cfg)
+        print(f"[{i}/{len(runs)}] {name}", flush=True)
+        try:
+            result = train_run(cfg, progress=False, log=lambda *a: None)
+            print(f"    {result.summary()}{' (already complete)' if result.skipped else ''}",
+                  flush=True)
+        except Exception as e:  # one failing run must not stop the others
+            failed.append(name)
+            print(f"    FAILED: {type(e).__name__}: {e}", flush=True)
+    print(f"matrix: {time.perf_counter() - t0:.0f} s wall, {len(failed)} failed {failed}")
+    table = collect_runs(profile.out_root)
+    print(strategy_table_markdown(strategy_table(table, tuple(SEED001_METRICS)), SEED001_METRICS))
+    if len(set(table["strategy"])) > 1 and "full" in set(table["strategy"]):
+        c = claims(table)
+        print(json.dumps(c, indent=1))
+        (profile.out_root / "claims.json").write_text(json.dumps(c, indent=1))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
