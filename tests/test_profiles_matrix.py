@@ -90,12 +90,13 @@ def test_run_name_both_forms_and_distinct_folders():
 def test_smoke_strategies_profile(tmp_path):
     p = profiles.load_profile("smoke_strategies", runs_dir=tmp_path / "runs",
                                  data_root=tmp_path / "data")
-    assert len(p.runs) == 6 and not p.legacy_names
-    assert {r.strategy for r in p.runs} == {"full", "linear_probe", "lp_ft"}
+    assert len(p.runs) == 16 and not p.legacy_names
+    assert {r.strategy for r in p.runs} == {"full", "linear_probe", "gradual_lf", "gradual_fl",
+                                            "lp_ft", "l1_sp", "l2_sp", "auto_rgn"}
     assert {r.seed for r in p.runs} == {0, 1} and {r.model for r in p.runs} == {"efficientnet_lite0"}
-    assert all(r.epochs == 2 and r.img_size <= 64 for r in p.runs)
-    assert all(r.strategy_args == ({"lp_epochs": 1} if r.strategy == "lp_ft" else {})
-               for r in p.runs)
+    assert all(r.epochs == 3 and r.img_size <= 64 for r in p.runs)
+    expected = {"lp_ft": {"lp_epochs": 1}, "auto_rgn": {"rgn_batches": 2}}
+    assert all(r.strategy_args == expected.get(r.strategy, {}) for r in p.runs)
     assert all(r.data_dir == str((tmp_path / "data" / "synthetic" / r.dataset).resolve())
                for r in p.runs)
 
