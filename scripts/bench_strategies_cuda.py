@@ -41,7 +41,7 @@ def bench(model_name: str, strategy: str, batches: int, batch_size: int, device)
                 select_by="val_loss", progress=False)
     t.strategy.setup(t.model)
     stage = t.stages[-1]  # lp_ft: the fine-tuning stage; others: their only stage
-    t._begin_stage(stage, loader, loader)
+    t._begin_stage(stage, loader)
     out = {}
     for epoch in (0, 1):  # epoch 0 warms up cuDNN and the allocator
         torch.cuda.synchronize() if device.device.type == "cuda" else None

@@ -225,7 +225,7 @@ def test_auto_rgn_probe_has_no_side_effects(loaders):
     train, val = loaders
     t = _trainer("auto_rgn", {"rgn_batches": 3}, epochs=1)
     s = t.strategy
-    t._begin_stage(t.stages[0], train, val)
+    t._begin_stage(t.stages[0], train)
     s.on_epoch_start(t.model, t.stages[0], 0)
 
     def epoch_batches():

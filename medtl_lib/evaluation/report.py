@@ -30,8 +30,7 @@ METRIC_NAMES: dict[str, str] = {"train_acc": "Train Acc", "val_acc": "Val Acc",
 SOURCES: tuple[str, ...] = ("ours", "paper", "diff")  # diff = ours - paper
 STATUS_COMPLETE = "complete"
 DEFAULT_STRATEGY = "full"  # the paper's; what a run folder without a strategy was trained with
-STRATEGY_ORDER: tuple[str, ...] = ("full", "linear_probe", "gradual_lf", "gradual_fl", "lp_ft",
-                                 "l1_sp", "l2_sp", "auto_rgn")  # seed 001's order; others follow, sorted
+STRATEGY_ORDER: tuple[str, ...] = ("full", "linear_probe", "lp_ft")  # others follow, sorted
 STATS: tuple[str, ...] = ("mean", "sd")  # sd: sample standard deviation over seeds (ddof 1)
 
 # Table II copied cell by cell from the paper text (percent, as printed). Precision, recall and

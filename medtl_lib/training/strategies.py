@@ -75,7 +75,6 @@ class StageContext:
     train_loader: Any
     device: Any  # medtl_lib.device.DeviceInfo
     criterion: nn.Module
-    val_loader: Any = None
 
 
 class Strategy:
@@ -189,15 +188,13 @@ def group_names(model: nn.Module, groups: list[str]) -> set[str]:
     return {n for g, names in parameter_groups(model) if g in groups for n in names}
 
 
+def head_names(model: nn.Module) -> set[str]:
+    return {f"head.{n}" for n, _ in head_of(model).named_parameters()}
+
+
 def freeze_all_but_head(model: nn.Module) -> None:
     """Backbone frozen and in eval mode (BatchNorm statistics fixed, no dropout); head trains."""
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    head = head_of(model)
-    head.train()
-    for p in head.parameters():
-        p.requires_grad_(True)
+    set_trainable(model, head_names(model))
 
 
 @STRATEGIES.register
@@ -219,21 +216,18 @@ class LinearProbe(Strategy):
         return [Stage("probe", epochs, frozen_backbone=self.args["lp_head"] == "last")]
 
     def _trainable(self, model: nn.Module) -> set[str]:
-        groups = ["head"] + (["pre_logits"] if self.args["lp_head"] == "classifier" else [])
-        return group_names(model, groups)
+        if self.args["lp_head"] == "last":
+            return head_names(model)
+        return group_names(model, ["head", "pre_logits"])
 
     def param_groups(self, model: nn.Module, lr: float, stage: Stage) -> list[dict]:
-        if self.args["lp_head"] == "last":
-            return [{"params": list(head_of(model).parameters()), "lr": lr, "name": "head"}]
         names = self._trainable(model)
         params = [p for n, p in model.named_parameters() if n in names]
-        return [{"params": params, "lr": lr, "name": "classifier"}]
+        name = "head" if self.args["lp_head"] == "last" else "classifier"
+        return [{"params": params, "lr": lr, "name": name}]
 
     def on_epoch_start(self, model: nn.Module, stage: Stage, epoch: int) -> None:
-        if self.args["lp_head"] == "last":
-            freeze_all_but_head(model)
-        else:
-            set_trainable(model, self._trainable(model))
+        set_trainable(model, self._trainable(model))
 
 
 @STRATEGIES.register

@@ -32,7 +32,7 @@ from torch import nn
 from ..models.groups import parameter_groups
 from ..registry import Arg
 from .optim import rebuild_optimizer
-from .strategies import STRATEGIES, Stage, Strategy, set_trainable
+from .strategies import STRATEGIES, Stage, Strategy
 
 EXCLUDE = ("bn_substring", "norm_modules", "none")
 NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
@@ -104,7 +104,9 @@ class AutoRGN(Strategy):
         return [{"params": [params[n]], "lr": lr * wi, "name": n} for n, wi in zip(names, w)]
 
     def on_epoch_start(self, model: nn.Module, stage: Stage, epoch: int) -> None:
-        set_trainable(model, set(rgn_names(model, self.args["rgn_exclude"])))
+        names = set(rgn_names(model, self.args["rgn_exclude"]))
+        for n, p in model.named_parameters():
+            p.requires_grad_(n in names)
         model.train()  # as the reference: every BatchNorm keeps updating its statistics
 
     def optimizer_for_epoch(self, model: nn.Module, stage: Stage, epoch: int,

@@ -149,7 +149,7 @@ class Trainer:
             resume_here = state is not None and si == state["stage_index"] and not state["stage_done"]
             if si > 0 and not resume_here:
                 self._hand_over(self.stages[si - 1], stage)
-            schedule, selector, base_lrs = self._begin_stage(stage, tl, vl)
+            schedule, selector, base_lrs = self._begin_stage(stage, tl)
             if resume_here:
                 self._load_stage_state(state, schedule, selector)
             else:
@@ -175,12 +175,11 @@ class Trainer:
         return FitResult(self.history_frame(history), last["best_epoch"],
                          bool(last["stopped_early"]), len(history), resumed_from, stage_log)
 
-    def _begin_stage(self, stage: Stage, train_loader: Iterable, val_loader: Iterable | None = None
+    def _begin_stage(self, stage: Stage, train_loader: Iterable
                      ) -> tuple[Schedule, Selector, list[float]]:
         """A new optimizer, schedule and selector for the stage; the LRs of its first epoch."""
         lr = self.lr * stage.lr_factor
-        self.strategy.context = StageContext(stage, lr, train_loader, self.device, self.criterion,
-                                             val_loader)
+        self.strategy.context = StageContext(stage, lr, train_loader, self.device, self.criterion)
         self._lr_mult = 1.0
         groups = self.strategy.param_groups(self.model, lr, stage)
         self.optimizer = build_optimizer(stage.optimizer or self.optimizer_name, groups, lr,
@@ -194,7 +193,6 @@ class Trainer:
         scale = schedule.begin(base_lrs[0], stage.epochs, steps or 0)
         if scale is not None:
             self._set_scale(base_lrs, scale)
-            self._lr_mult = scale
         return schedule, Selector(self.select_by, self.early_stop_patience), base_lrs
 
     def _run_epoch(self, stage: Stage, e: int, done_before: int, fwd_model: nn.Module,
@@ -232,7 +230,6 @@ class Trainer:
             self._save_best(stage, epoch + 1)
         if decision.lr_scale is not None:
             self._set_scale(base_lrs, decision.lr_scale)
-            self._lr_mult = decision.lr_scale
         elif decision.lr_factor != 1.0:
             for group in self.optimizer.param_groups:
                 group["lr"] *= decision.lr_factor
@@ -268,8 +265,7 @@ class Trainer:
             if max_batches is not None and i >= max_batches:
                 break
             if step_scale is not None:
-                self._lr_mult = step_scale(i)
-                self._set_scale(base_lrs or [], self._lr_mult)
+                self._set_scale(base_lrs or [], step_scale(i))
             x, y = self._to_device(x, y)
             with torch.autocast(dev.type, dtype=self.device.amp_dtype or torch.float32,
                                 enabled=self.device.amp_dtype is not None):
@@ -360,6 +356,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ helpers
     def _set_scale(self, base_lrs: list[float], scale: float) -> None:
+        """Every group's LR = its base x ``scale``, remembered for a rebuilt optimizer."""
+        self._lr_mult = scale
         for g, base in zip(self.optimizer.param_groups, base_lrs):
             g["lr"] = base * scale
 
