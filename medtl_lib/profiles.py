@@ -4,7 +4,9 @@
 ``medtl_lib.profiles.run_profile(...)`` are the same thing. Each training run (one dataset,
 model, strategy and seed) gets its own folder ``runs/<profile>/<run name>/`` holding the executed
 ``03_train.ipynb`` and ``04_evaluate.ipynb`` next to the run's files; the profile folder gets the
-course notebooks and ``05_results`` with its HTML export.
+course notebooks and ``05_results`` with its HTML export; a profile with several strategies also
+gets ``07_strategies`` (one seed's runs side by side) and ``08_strategy_comparison`` (seed 001's
+table and claims).
 
 A run whose ``metrics.json`` says complete is skipped; an interrupted one is executed again and
 resumes from its last complete epoch; a failing one is reported and the others go on.
@@ -89,6 +91,7 @@ class Profile:
     strategies: list[str] = field(default_factory=lambda: [DEFAULT_STRATEGY])
     seeds: list[int] = field(default_factory=lambda: [DEFAULT_SEED])
     legacy_names: bool = True  # runs named <dataset>__<model> (full runs, one seed)
+    source: str = ""  # the YAML file it was read from (notebook 07 loads it again)
 
     @property
     def datasets(self) -> list[str]:
@@ -267,7 +270,8 @@ def load_profile(name_or_path: str | os.PathLike, runs_dir: str | os.PathLike = 
         if ds in data_dirs:
             leakage.setdefault("data_dir", data_dirs[ds])
     return Profile(name, runs, out_root, spec.get("description", ""), synthetic, data_dirs,
-                   walkthrough, leakage, list(strategies), list(seeds), legacy)
+                   walkthrough, leakage, list(strategies), list(seeds), legacy,
+                   str(path.resolve()))
 
 
 @dataclass
@@ -317,6 +321,15 @@ def plan(profile: Profile, only: str | None = None) -> list[Step]:
                           profile.leakage))
     steps.append(Step("05_results", NOTEBOOKS / "05_results.ipynb", root / "05_results.ipynb",
                       {"profile_dir": str(root), "figures_dir": str(root / "figures")}))
+    if len(profile.strategies) > 1:  # seed 001: the strategies side by side, then compared
+        steps.append(Step("07_strategies", NOTEBOOKS / "07_strategies.ipynb",
+                          root / "07_strategies.ipynb",
+                          {"profile": profile.source, "runs_dir": str(root.parent),
+                           "seed": selected[0][1].seed, "train_missing": False,
+                           "figures_dir": str(root / "figures")}))
+        steps.append(Step("08_strategy_comparison", NOTEBOOKS / "08_strategy_comparison.ipynb",
+                          root / "08_strategy_comparison.ipynb",
+                          {"profile_dir": str(root), "figures_dir": str(root / "figures")}))
     return steps
 
 

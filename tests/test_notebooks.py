@@ -18,7 +18,7 @@ from medtl_lib.config import RunConfig
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 EXPECTED = ["00_setup", "01_data_exploration", "02_dual_monitor_walkthrough", "03_train",
-            "04_evaluate", "05_results", "06_leakage"]
+            "04_evaluate", "05_results", "06_leakage", "07_strategies", "08_strategy_comparison"]
 
 
 def _parameters(path: Path) -> dict:
@@ -149,3 +149,40 @@ def test_a_failing_run_is_reported_and_the_others_go_on(tmp_path, synth_root):
                              "--only", "*no_such_model"]) == 1
     assert profiles.main([str(tmp_path / "p.yaml"), "--runs-dir", str(tmp_path / "runs"),
                              "--only", "*test_resnet", "--dry-run"]) == 0
+
+
+# ---------------------------------------------------------------- seed 001's two notebooks
+def _outputs(path: Path) -> tuple[str, int]:
+    """(every text output of a executed notebook as one string, number of images)"""
+    nb = nbformat.read(str(path), as_version=4)
+    outs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    errors = [o for o in outs if o.get("output_type") == "error"]
+    assert not errors, f"{path.name}: {errors[0].get('ename')}: {errors[0].get('evalue')}"
+    return json.dumps(outs), sum("image/png" in o.get("data", {}) for o in outs)
+
+
+def test_strategy_notebooks_as_opened(tmp_path):
+    """07 with its defaults trains one seed of smoke_strategies and draws it; 08 compares them."""
+    runs, data = tmp_path / "runs", tmp_path / "data"
+    profiles.execute(REPO / "notebooks" / "07_strategies.ipynb", tmp_path / "07.ipynb",
+                     {"runs_dir": str(runs), "data_root": str(data),
+                      "figures_dir": str(tmp_path / "fig")})
+    text, images = _outputs(tmp_path / "07.ipynb")
+    assert images >= 4 and "8 finished run(s)" in text
+    assert "the grid says" in text and "0 of " in text  # solutions 1 and 4 ran
+    for fig in ("strategies_schedule", "auto_rgn_weights", "sp_distance", "weight_movement"):
+        assert (tmp_path / "fig" / f"{fig}.png").stat().st_size > 10_000, fig
+    profiles.execute(REPO / "notebooks" / "08_strategy_comparison.ipynb", tmp_path / "08.ipynb",
+                     {"profile_dir": str(runs / "smoke_strategies")})
+    text, images = _outputs(tmp_path / "08.ipynb")
+    assert images == 4  # seed scores and change heat map, for both metrics
+    assert "LP-FT beats full fine-tuning" in text and "macro F1" in text
+
+
+def test_profiles_with_several_strategies_plan_07_and_08(tmp_path):
+    p = profiles.load_profile("smoke_strategies", runs_dir=tmp_path)
+    steps = {s.name: s for s in profiles.plan(p)}
+    assert steps["07_strategies"].parameters["train_missing"] is False
+    assert Path(steps["07_strategies"].parameters["profile"]).name == "smoke_strategies.yaml"
+    assert steps["08_strategy_comparison"].parameters["profile_dir"] == str(p.out_root)
+    assert "07_strategies" not in {s.name for s in profiles.plan(profiles.load_profile("smoke"))}

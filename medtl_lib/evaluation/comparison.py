@@ -68,3 +68,40 @@ def claims(runs: pd.DataFrame, metric: str = "recall") -> dict:
     out["share_of_alternatives_beating_full_by_model"] = {m: float(v)
                                                           for m, v in by_model.items()}
     return out
+
+
+def claims_table(c: dict) -> pd.DataFrame:
+    """The abstract's claims next to what :func:`claims` found, one row each, with a verdict
+    that says only what these runs can say (few cells or one seed decide little)."""
+    rows = []
+    cells = c.get("cells", 0)
+    if "lp_ft_share" in c and c["lp_ft_share"] is not None:
+        share = c["lp_ft_share"]
+        rows.append(("LP-FT beats full fine-tuning in over 50% of the cases",
+                     f"{c['lp_ft_beats_full']} of {c['lp_ft_cells']} cell(s) ({share:.0%})",
+                     "holds here" if share > 0.5 else "does not hold here"))
+    if "auto_rgn_max_gain_pct" in c:
+        gain = c["auto_rgn_max_gain_pct"]
+        rows.append(("Auto-RGN gains up to 11% on some modalities",
+                     f"largest change {gain:+.2f}% ({c['auto_rgn_max_gain_cell']})",
+                     "a gain here" if gain > 0 else "no gain here"))
+    if "linear_probe_below_full" in c:
+        below = c["linear_probe_below_full"]
+        rows.append(("linear probing is often weak",
+                     f"below full fine-tuning in {below} of {cells} cell(s)",
+                     "holds here" if cells and below / cells > 0.5 else "does not hold here"))
+    by_model = c.get("share_of_alternatives_beating_full_by_model", {})
+    if len(by_model) > 1:
+        top = max(by_model, key=by_model.get)
+        rows.append(("DenseNet profits most from alternatives to full fine-tuning",
+                     "; ".join(f"{m}: {v:.0%} of alternatives beat full"
+                               for m, v in by_model.items()),
+                     "holds here" if "densenet" in top.lower() else f"{top} profits most here"))
+    if "distinct_best" in c:
+        n = c["distinct_best"]
+        rows.append(("no single strategy is best everywhere",
+                     f"{n} different best strateg{'y' if n == 1 else 'ies'} over {cells} cell(s)",
+                     "cannot tell from one cell" if cells < 2 else
+                     ("holds here" if n > 1 else "does not hold here")))
+    return pd.DataFrame(rows, columns=["claim (seed 001 abstract)", f"these runs ({c['metric']})",
+                                       "verdict"])

@@ -255,7 +255,7 @@ def complete_runs(runs: pd.DataFrame) -> dict[tuple[str, str], dict]:
     (``ResNet · lp_ft``). Of several seeds of one (dataset, model, strategy) the lowest seed is
     kept: a figure shows one run's curves, the tables average over seeds.
     """
-    done = _with_identity(runs)
+    done = with_identity(runs)
     done = done[done["status"] == STATUS_COMPLETE]
     done = done.assign(_seed=pd.to_numeric(done["seed"], errors="coerce")).sort_values(
         "_seed", kind="stable", na_position="last")
@@ -267,7 +267,7 @@ def complete_runs(runs: pd.DataFrame) -> dict[tuple[str, str], dict]:
     return out
 
 
-def _with_identity(runs: pd.DataFrame) -> pd.DataFrame:
+def with_identity(runs: pd.DataFrame) -> pd.DataFrame:
     """A runs frame from before strategies (no strategy / seed column) reads as full runs."""
     if "strategy" not in runs.columns:
         runs = runs.assign(strategy=DEFAULT_STRATEGY)
@@ -279,7 +279,7 @@ def _with_identity(runs: pd.DataFrame) -> pd.DataFrame:
 def varies_strategy_or_seed(runs: pd.DataFrame) -> bool:
     """More than one strategy or seed among the runs: then :func:`strategy_table` says more
     than Table II."""
-    runs = _with_identity(runs)
+    runs = with_identity(runs)
     return runs["strategy"].nunique() > 1 or runs["seed"].nunique() > 1
 
 
@@ -306,7 +306,7 @@ def table_ii(runs: pd.DataFrame, all_paper_rows: bool = False,
     too. Several complete runs of one (dataset, model), e.g. seeds, are averaged
     (:func:`strategy_table` has their spread).
     """
-    runs = _with_identity(runs)
+    runs = with_identity(runs)
     runs = runs[runs["strategy"] == strategy]
     keys = list(zip(runs["dataset"], runs["model_label"]))
     if all_paper_rows:
@@ -324,7 +324,7 @@ def table_ii(runs: pd.DataFrame, all_paper_rows: bool = False,
     return out.reindex(columns=columns)
 
 
-def _strategy_order(values) -> list[str]:
+def strategy_order(values) -> list[str]:
     return _ordered(values, STRATEGY_ORDER)
 
 
@@ -337,10 +337,10 @@ def strategy_table(runs: pd.DataFrame, metrics: tuple[str, ...] = METRICS) -> pd
     has no spread, rather than 0. A (dataset, model, strategy) whose runs are all unfinished
     stays as a row with n_seeds 0 and NaN values.
     """
-    runs = _with_identity(runs)
+    runs = with_identity(runs)
     keys = list(zip(runs["dataset"], runs["model_label"], runs["strategy"]))
     pairs = _row_order([(d, m) for d, m, _ in keys])
-    strategies = _strategy_order([s for _, _, s in keys])
+    strategies = strategy_order([s for _, _, s in keys])
     present = set(keys)
     order = [(d, m, s) for d, m in pairs for s in strategies if (d, m, s) in present]
     index = pd.MultiIndex.from_tuples(order, names=["dataset", "model", "strategy"])
