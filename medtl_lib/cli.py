@@ -7,11 +7,12 @@ import sys
 from dataclasses import fields
 
 from .config import RunConfig
+from .data.registry import DATASETS
 
 
 #: help text per RunConfig field; every default comes from RunConfig itself (written once)
 _HELP = {
-    "dataset": "sarscov2_ct | breakhis_400x | brain_tumor_mri | folder",
+    "dataset": " | ".join(DATASETS),
     "data_dir": "dataset folder (default: search $MEDTL_DATA_DIR, ./data, Kaggle)",
     "model": "preset (resnet, densenet, convnext, vit, vit_star, efficientnet_lite0) or any timm "
              "model name",
@@ -53,22 +54,10 @@ _HELP = {
 _SPECIAL = {"augment", "cache_features", "strict", "strategy_args", "schedule_args", "out"}
 
 
-def _choices() -> dict[str, list[str]]:
-    """Flags whose values come from a registry (a new strategy or schedule appears by itself)."""
-    from .config import GROUPINGS, PIPELINES, POOLS
-    from .training.losses import LOSSES
-    from .training.optim import OPTIMIZERS
-    from .training.schedules import SCHEDULES, SELECT_BY
-    from .training.strategies import STRATEGIES
-
-    return {"strategy": STRATEGIES.names(), "schedule": SCHEDULES.names(),
-            "optimizer": list(OPTIMIZERS), "loss": list(LOSSES), "select_by": list(SELECT_BY),
-            "pool": list(POOLS), "group_by": list(GROUPINGS), "pipeline": list(PIPELINES)}
-
-
 def _add_train_args(p: argparse.ArgumentParser) -> None:
-    """One flag per RunConfig field, its default taken from RunConfig (shown in --help)."""
-    choices = _choices()
+    """One flag per RunConfig field, its default taken from RunConfig (shown in --help). Names
+    (strategy, schedule, ...) are checked by RunConfig against the registries, after the
+    dataset and model names, which need no torch: a typo there is answered at once."""
     for f in fields(RunConfig):
         if f.name in _SPECIAL:
             continue
@@ -79,7 +68,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
         flag = "--" + f.name.replace("_", "-")
         shown = "" if default is None else f" (default {default})"
         p.add_argument(flag, type=kind, default=default, required=f.name in ("dataset", "model"),
-                       choices=choices.get(f.name), help=_HELP.get(f.name, f.name) + shown)
+                       help=_HELP.get(f.name, f.name) + shown)
     p.add_argument("--strategy-arg", dest="strategy_args", action="append", default=[],
                    metavar="KEY=VALUE", help="a strategy argument, repeatable (e.g. "
                    "--strategy-arg lp_epochs=3); `medtl strategies` lists them")
@@ -203,9 +192,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "train":
+            from .data.registry import get_spec
+            from .models.names import resolve_model_name
+
+            get_spec(args.dataset)  # before torch is imported: a typo costs no seconds
+            resolve_model_name(args.model)
+            cfg = config_from_args(args)
             from .train_run import train_run
 
-            cfg = config_from_args(args)
             result = train_run(cfg, progress=False if args.no_progress else None)
             print(json.dumps({"out": str(result.out), "test": {
                 k: result.metrics["test"][k] for k in

@@ -55,6 +55,7 @@ import dataclasses
 import fnmatch
 import logging
 import os
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field, fields
@@ -213,10 +214,19 @@ def load_profile(name_or_path: str | os.PathLike, runs_dir: str | os.PathLike = 
     if not path.suffix:
         path = PROFILES / f"{name_or_path}.yaml"
     if not path.is_file():
+        import difflib
+
         known = sorted(p.stem for p in PROFILES.glob("*.yaml"))
-        raise FileNotFoundError(f"profile '{name_or_path}' not found (known: {', '.join(known)}; "
-                                "or give a path to a YAML file)")
-    spec = yaml.safe_load(path.read_text()) or {}
+        close = difflib.get_close_matches(str(name_or_path), known, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise FileNotFoundError(f"profile '{name_or_path}' not found ({hint}known: "
+                                f"{', '.join(known)}; or give a path to a YAML file)")
+    try:
+        spec = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
+    if not isinstance(spec, dict):
+        raise ValueError(f"{path}: a profile is a YAML mapping (name:, datasets:, models:, ...)")
     unknown = set(spec) - set(PROFILE_KEYS)
     if unknown:
         raise ValueError(f"{path}: unknown profile key(s) {sorted(unknown)}")
@@ -475,6 +485,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs-dir", default=str(REPO / "runs"))
     p.add_argument("--kernel", default=KERNEL)
     args = p.parse_args(argv)
-    profile = load_profile(args.profile, runs_dir=args.runs_dir)
+    try:  # a user's mistake (name, key, YAML, --only) is one line and exit code 2
+        profile = load_profile(args.profile, runs_dir=args.runs_dir)
+        plan(profile, args.only)
+    except (OSError, ValueError) as exc:
+        print(f"medtl run: error: {exc}", file=sys.stderr)
+        return 2
     steps = run_profile(profile, args.only, args.dry_run, args.kernel)
     return 1 if any(s.status == "failed" for s in steps) else 0

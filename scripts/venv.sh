@@ -20,5 +20,7 @@ if [ ! -f "$_stamp" ]; then
   echo "[medtl] installing medtl[${_extras}] into $_venv (first time: torch is a large download)"
   python -m pip install --quiet --upgrade pip
   python -m pip install --quiet -e "$_root[${_extras}]"
+  # timm's model names, written once, so that a typo in --model is answered without importing timm
+  python -c "from medtl_lib.models.names import timm_architectures; timm_architectures()" || true
   touch "$_stamp"
 fi

@@ -125,3 +125,51 @@ def test_bad_files_are_skipped_and_listed_or_stop_a_strict_run(synth_root, tmp_p
     assert main(args + ["--strict", "--out", str(tmp_path / "strict")]) == 2
     err = capsys.readouterr().err
     assert "2 unreadable image" in err and "--strict" in err
+
+
+# ---------------------------------------------------------------- mistakes answered at once
+@pytest.mark.parametrize("argv, message", [
+    (["--dataset", "brain_tumor_mrii", "--model", "resnet"], "Did you mean 'brain_tumor_mri'"),
+    (["--dataset", "brain_tumor_mri", "--model", "resnett"], "Did you mean: resnet"),
+])
+def test_a_typo_in_dataset_or_model_is_answered_before_torch_is_imported(argv, message,
+                                                                         tmp_path):
+    from medtl_lib.models.names import timm_architectures
+
+    timm_architectures()  # the name list a first install writes (scripts/venv.sh)
+    probe = ("import sys; from medtl_lib.cli import main; rc = main(sys.argv[1:]); "
+             "print('rc', rc, 'torch imported' if 'torch' in sys.modules else 'no torch')")
+    r = subprocess.run([sys.executable, "-c", probe, "train", *argv, "--out", str(tmp_path / "r")],
+                       capture_output=True, text=True, timeout=120)
+    assert "rc 2 no torch" in r.stdout, r.stdout + r.stderr
+    assert message in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "r").exists()  # nothing written for a refused command
+
+
+def test_model_names_come_from_a_per_version_list(tmp_path, monkeypatch):
+    from medtl_lib.models import names
+
+    monkeypatch.setenv("MEDTL_CACHE_DIR", str(tmp_path))
+    known = names.timm_architectures()  # timm is imported in this process: the list is written
+    files = list((tmp_path / "names").glob("timm-*.json"))
+    assert len(files) == 1 and "resnet50" in known and "test_resnet" in known
+    assert set(json.loads(files[0].read_text())) == known
+    assert names.resolve_model_name("resnet50.tv_in1k") == ("resnet50.tv_in1k", None)
+    with pytest.raises(ValueError, match="Unknown model 'resnet5O'"):
+        names.resolve_model_name("resnet5O")
+
+
+@pytest.mark.parametrize("text, message", [
+    (None, "did you mean 'smoke'"),
+    ("name: x\ndatasets: [sarscov2_ct\n", "is not valid YAML"),
+    ("name: x\ndatasets: [sarscov2_ct]\nmodels: [resnet]\nseedz: [1]\n", "unknown profile key"),
+    ("- just\n- a list\n", "a profile is a YAML mapping"),
+])
+def test_medtl_run_mistakes_are_one_line_and_exit_2(text, message, tmp_path, capsys):
+    target = "smok"
+    if text is not None:
+        target = str(tmp_path / "p.yaml")
+        (tmp_path / "p.yaml").write_text(text)
+    assert main(["run", target, "--runs-dir", str(tmp_path / "runs"), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err

@@ -5,7 +5,6 @@ folder's model can be rebuilt with :func:`load_run_model`."""
 from __future__ import annotations
 
 import copy
-import difflib
 import importlib
 import importlib.util
 import json
@@ -23,40 +22,8 @@ from torch import nn
 from ..config import POOLS
 from ..utils import atomic_torch_save, atomic_write_json, medtl_cache_dir
 from . import weights as W
-
-
-@dataclass(frozen=True)
-class ModelPreset:
-    timm_name: str
-    lr: float
-    label: str  # as the paper's tables name it
-
-
-# As the authors' code uses them; ViT* is the same ViT with the lower learning rate.
-PRESETS: dict[str, ModelPreset] = {
-    "resnet": ModelPreset("resnet50.a1_in1k", 1e-3, "ResNet"),
-    "densenet": ModelPreset("densenet201.tv_in1k", 1e-3, "DenseNet"),
-    "convnext": ModelPreset("convnext_tiny.fb_in22k", 1e-3, "ConvNeXt"),
-    "vit": ModelPreset("vit_small_patch16_224.augreg_in21k", 1e-3, "ViT"),
-    "vit_star": ModelPreset("vit_small_patch16_224.augreg_in21k", 1e-5, "ViT*"),
-    # Not in the paper: the model whose ImageNet weights install offline (pip package).
-    "efficientnet_lite0": ModelPreset("tf_efficientnet_lite0", 1e-3, "EfficientNet-Lite0"),
-}
-ALIASES = {"vit*": "vit_star", "vitstar": "vit_star", "lite0": "efficientnet_lite0"}
-
-
-def resolve_model_name(name: str) -> tuple[str, ModelPreset | None]:
-    """Preset key or timm name -> (timm name, preset or None); unknown names get suggestions."""
-    key = ALIASES.get(name.lower(), name.lower())
-    if key in PRESETS:
-        return PRESETS[key].timm_name, PRESETS[key]
-    if timm.is_model(name) or timm.is_model(name.split(".")[0]):
-        return name, None
-    known = list(PRESETS) + timm.list_models()
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
-    hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    raise ValueError(f"Unknown model '{name}'.{hint} Use a preset ({', '.join(PRESETS)}) or any "
-                     "timm model name (timm.list_models()).")
+# the names live apart, without torch or timm, so the CLI answers a typo at once
+from .names import ALIASES, PRESETS, ModelPreset, resolve_model_name  # noqa: F401
 
 
 # Our pool name -> timm's ``global_pool`` creation kwarg. The pooling lives inside the timm backbone

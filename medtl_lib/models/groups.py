@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import re
 
-import timm
 from torch import nn
 
 GroupList = list[tuple[str, list[str]]]
@@ -40,7 +39,9 @@ def parameter_groups(model: nn.Module) -> GroupList:
     """``[(group name, [parameter names])]`` bottom -> top, ending with ``head``; every parameter
     of ``model`` (a Classifier: ``.backbone`` and ``.head``) is in exactly one group."""
     backbone, head = model.backbone, model.head
-    if isinstance(backbone, timm.models.vgg.VGG):
+    from timm.models.vgg import VGG  # here, not at the top: config checks import this module
+
+    if isinstance(backbone, VGG):
         groups = _vgg_groups(backbone)
     else:
         groups = _timm_groups(backbone)
@@ -62,7 +63,9 @@ def _timm_groups(backbone: nn.Module) -> GroupList:
         matcher = backbone.group_matcher(coarse=True)
     except (AttributeError, NotImplementedError):
         return _children_groups(backbone)
-    grouped = timm.models.group_parameters(backbone, matcher)
+    from timm.models import group_parameters
+
+    grouped = group_parameters(backbone, matcher)
     if not isinstance(matcher, dict):  # a callable matcher: no names to go by
         return [(f"stage{i}", grouped[k]) for i, k in enumerate(sorted(grouped))]
     compiled = _compile(matcher)
