@@ -51,7 +51,8 @@ _HELP = {
     "amp": "auto | off | bf16 | fp16",
 }
 #: RunConfig fields given as flags of another shape (below) or not on the command line
-_SPECIAL = {"augment", "cache_features", "strict", "strategy_args", "schedule_args", "out"}
+_SPECIAL = {"augment", "cache_features", "strict", "strategy_args", "schedule_args", "out",
+            "allow_small_classes"}
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
@@ -83,6 +84,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    "could be computed once")
     p.add_argument("--strict", action="store_true", help="stop on unreadable images instead of "
                    "skipping them")
+    p.add_argument("--allow-small-classes", action="store_true", help="train although a class "
+                   "has no image in the validation or test split (recorded in metrics.json)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 

@@ -65,6 +65,7 @@ class RunConfig:
     device: str = "auto"  # auto | cpu | cuda
     amp: str = "auto"  # auto (bf16/fp16 on CUDA, off on CPU) | off | bf16 | fp16
     strict: bool = False  # unreadable images: False skips and lists them, True stops the run
+    allow_small_classes: bool = False  # train although a class is missing from a split (recorded)
     out: str | None = None  # run folder
 
     def __post_init__(self) -> None:
@@ -167,7 +168,7 @@ class RunConfig:
         their distribution) differ from the per-image path's. ``cache_features`` goes: with it the
         head sees the same numbers, only computed once."""
         d = self.resolved().to_dict()
-        for k in ("out", "num_workers", "data_dir", "cache_features"):
+        for k in ("out", "num_workers", "data_dir", "cache_features", "allow_small_classes"):
             d.pop(k)
         return d
 

@@ -13,11 +13,14 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+import yaml
 
 from .config import RunConfig
+from .data.identity import (RunDataMismatchError, data_identity, describe_difference,
+                            save_identity, saved_identity)
 from .data.index import DataIndex, build_index
 from .data.loaders import run_loaders
-from .data.registry import get_spec
+from .data.registry import DatasetNotFoundError, get_spec
 from .data.splits import (grouped_split, load_split, predefined_split, save_split,
                           stratified_split)
 from .device import select_device, tune_cpu_allocator
@@ -33,6 +36,17 @@ from .utils import atomic_torch_save, atomic_write, atomic_write_json, seed_ever
 
 class RunConfigMismatchError(ValueError):
     """The run folder holds a run made with another configuration."""
+
+
+class SmallClassError(ValueError):
+    """A class has too few images to appear in every split."""
+
+
+#: files that show a run folder holds training progress (at least one finished epoch)
+PROGRESS_FILES = ("metrics.json", "history.csv", "last.pt", "best.pt")
+#: what an attempt writes before its first epoch; an attempt that failed there is started over
+ATTEMPT_FILES = ("config.yaml", "split.csv", "split_info.json", "duplicates.csv",
+                 "audit_summary.json", "model.json", "bad_files.csv", "data_identity.json")
 
 
 @dataclass
@@ -81,6 +95,7 @@ def prepare_data(cfg: RunConfig, out: Path | None = None) -> DataIndex:
     elif cfg.split_csv:
         split = load_split(cfg.split_csv, frame)
     else:
+        _check_splittable(frame, spec.test_folder if cfg.split == "predefined" else "")
         groups = split_groups(index, cfg.group_by, out)
         if groups is not None:
             frame = frame.assign(group=groups)
@@ -100,9 +115,46 @@ def prepare_data(cfg: RunConfig, out: Path | None = None) -> DataIndex:
                     "several images of one lesion or patient)"
             atomic_write_json(out / "split_info.json", info)
     index.frame = frame.assign(split=split)
+    small = small_classes(index.frame, index.class_names)
+    if small and not cfg.allow_small_classes:
+        raise SmallClassError(
+            "too few images for a train / validation / test split: "
+            + "; ".join(f"class '{c}' ({n['total']} image(s): train {n['train']}, val "
+                        f"{n['val']}, test {n['test']})" for c, n in small.items())
+            + ". Every class needs at least one image in each split (with the 0.8/0.1/0.1 "
+            "split, about 10 images). Add images, remove the class folder, or pass "
+            "--allow-small-classes (allow_small_classes=True) to train anyway; the run then "
+            "records the classes in metrics.json and their test metrics mean little.")
     if own is not None and not resuming:
         save_split(index.frame, own)
     return index
+
+
+def _check_splittable(frame: pd.DataFrame, test_folder: str) -> None:
+    """A class with one image cannot be stratified at all (sklearn would stop with a label
+    index); say which class, before any split is tried."""
+    part = frame
+    if test_folder:  # the predefined split draws validation images from the other folders
+        part = frame[frame["source_split"].str.lower() != test_folder.lower()]
+    counts = part["class_name"].value_counts()
+    lonely = [f"'{c}' ({int(n)} image)" for c, n in counts.items() if n < 2]
+    if lonely:
+        raise SmallClassError(
+            f"class {', '.join(lonely)} cannot be split into train, validation and test "
+            f"{'(outside the test folder) ' if test_folder else ''}with one image. Add images "
+            "(about 10 per class for the 0.8/0.1/0.1 split) or remove the class folder.")
+
+
+def small_classes(frame: pd.DataFrame, class_names: list[str]) -> dict[str, dict[str, int]]:
+    """Classes missing from the train, val or test split, with their counts per split."""
+    counts = pd.crosstab(frame["class_name"], frame["split"])
+    out = {}
+    for c in class_names:
+        n = {s: int(counts.loc[c, s]) if c in counts.index and s in counts.columns else 0
+             for s in ("train", "val", "test")}
+        if min(n.values()) == 0:
+            out[c] = {**n, "total": sum(n.values())}
+    return out
 
 
 def split_groups(index: DataIndex, group_by: str, out: Path | None = None) -> pd.Series | None:
@@ -145,8 +197,16 @@ def train_run(cfg: RunConfig, progress: bool | None = None, log=print) -> RunRes
     cfg = cfg.resolved()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    _check_same_run(cfg, out)
+    _check_same_run(cfg, out, log)
     done = _load_complete(out)
+    try:
+        root = get_spec(cfg.dataset).find(cfg.data_dir)
+    except DatasetNotFoundError:
+        if done is None:
+            raise
+        log(f"{out}: already complete (its data are not at hand here, so not compared).")
+        return done
+    _check_same_data(cfg, out, root, log)
     if done is not None:
         log(f"{out}: already complete, nothing to do (delete the folder to run again).")
         return done
@@ -216,6 +276,7 @@ def train_run(cfg: RunConfig, progress: bool | None = None, log=print) -> RunRes
         device=dev.description, torch=torch.__version__,
         bad_files=int(len(index.bad_files)),
         group_by=cfg.group_by,
+        small_classes=small_classes(index.frame, index.class_names),
         pipeline=cfg.pipeline, input=loaders.description, features_cached=use_features,
         compute=trainer.describe_compute(),
         seconds=round(time.perf_counter() - t_start, 1),
@@ -297,18 +358,58 @@ class StageInputsFactory:
         return self.model, self.loaders.evals
 
 
-def _check_same_run(cfg: RunConfig, out: Path) -> None:
+def has_progress(out: Path) -> bool:
+    """At least one finished epoch (or a finished run) is in the folder."""
+    return any((out / f).exists() for f in PROGRESS_FILES) or any(out.glob("best_*.pt"))
+
+
+def _start_over(out: Path, why: str, log) -> None:
+    """An earlier attempt failed before its first epoch: nothing of value is in the folder, so
+    its leftovers (config, split, audit) are removed and the new command starts afresh."""
+    log(f"{out}: an earlier attempt ({why}) stopped before its first epoch; starting over")
+    for name in ATTEMPT_FILES:
+        (out / name).unlink(missing_ok=True)
+
+
+def _check_same_run(cfg: RunConfig, out: Path, log=print) -> None:
     saved = out / "config.yaml"
     if not saved.is_file():
         return
-    old = RunConfig.load(saved).fingerprint()
+    try:
+        old = RunConfig.load(saved).fingerprint()
+    except (ValueError, TypeError, OSError, yaml.YAMLError) as exc:
+        if not has_progress(out):
+            return _start_over(out, f"unreadable config.yaml: {exc}", log)
+        raise RunConfigMismatchError(f"{saved} cannot be read ({exc}); the folder holds "
+                                     "training progress: repair the file or use a new --out "
+                                     "folder") from None
     new = cfg.fingerprint()
     diff = {k: (old.get(k), new.get(k)) for k in new if old.get(k) != new.get(k)}
-    if diff:
-        detail = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
-        raise RunConfigMismatchError(
-            f"{out} holds a run with another configuration ({detail}). Use a new --out folder, "
-            "or delete this one to start over.")
+    if not diff:
+        return
+    detail = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
+    if not has_progress(out):
+        return _start_over(out, f"with {detail}", log)
+    raise RunConfigMismatchError(
+        f"{out} holds a run with another configuration ({detail}). Use a new --out folder, "
+        "or delete this one to start over.")
+
+
+def _check_same_data(cfg: RunConfig, out: Path, root: Path, log=print) -> None:
+    """The data's identity is part of the run's: refuse other data where training progress is,
+    start over where none is, and record it the first time."""
+    new = data_identity(get_spec(cfg.dataset), root)
+    old = saved_identity(out)
+    if old is not None and old.get("digest") != new["digest"]:
+        if has_progress(out):
+            raise RunDataMismatchError(
+                f"{out} was trained on other data ({describe_difference(old, new)}). Use a new "
+                "--out folder for these data, or point --data-dir at the data it was trained on.")
+        _start_over(out, "on other data", log)
+    if old is None or old.get("digest") != new["digest"]:
+        save_identity(out, new)
+    elif old.get("root") != new["root"]:
+        log(f"{out}: same data as before, now at {root}")
 
 
 def _load_complete(out: Path) -> RunResult | None:

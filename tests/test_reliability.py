@@ -1,0 +1,104 @@
+"""Issue 14: what a skeptical user runs into on small folders. Each case is reproduced first,
+then the fix is checked: other data refused, small classes named, a failed attempt retried."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from medtl_lib.cli import main
+from medtl_lib.config import RunConfig
+from medtl_lib.data.identity import RunDataMismatchError
+from medtl_lib.data.synthetic import write_synthetic
+from medtl_lib.train_run import RunConfigMismatchError, SmallClassError, train_run
+
+QUIET = {"progress": False, "log": lambda *a: None}
+
+
+def _cfg(data: Path, out: Path, **kw) -> RunConfig:
+    base = dict(dataset="sarscov2_ct", data_dir=str(data), model="test_resnet", weights="none",
+                img_size=32, epochs=1, batch_size=16, out=str(out))
+    return RunConfig(**{**base, **kw})
+
+
+def _data(tmp_path: Path, name: str, n: int = 20, seed: int = 0) -> Path:
+    return write_synthetic("sarscov2_ct", tmp_path / name, n_per_class=n, size=32, seed=seed)
+
+
+# ---------------------------------------------------------------- 1. the data are the run's
+def test_a_finished_run_refuses_other_data_and_accepts_the_same_data_moved(tmp_path):
+    a = _data(tmp_path, "a")
+    out = tmp_path / "run"
+    first = train_run(_cfg(a, out), **QUIET)
+    other = _data(tmp_path, "b", n=25, seed=1)
+    with pytest.raises(RunDataMismatchError, match=r"40 image\(s\) at .* then, 50 at .* now"):
+        train_run(_cfg(other, out), **QUIET)
+    moved = tmp_path / "moved"
+    shutil.copytree(a, moved)
+    lines: list[str] = []
+    again = train_run(_cfg(moved, out), progress=False, log=lines.append)
+    assert again.skipped and again.metrics == first.metrics
+    assert any("same data as before" in line for line in lines)
+    # one image replaced by another of the same class and name: the same counts, other data
+    victim = next((moved / "COVID").iterdir())
+    victim.write_bytes(next((moved / "non-COVID").iterdir()).read_bytes())
+    with pytest.raises(RunDataMismatchError, match="files differ"):
+        train_run(_cfg(moved, out), **QUIET)
+
+
+def test_the_cli_says_so_in_one_line(tmp_path, capsys):
+    a, b = _data(tmp_path, "a"), _data(tmp_path, "b", n=21)
+    argv = ["train", "--dataset", "sarscov2_ct", "--model", "test_resnet", "--weights", "none",
+            "--img-size", "32", "--epochs", "1", "--out", str(tmp_path / "run"), "--no-progress"]
+    assert main(argv + ["--data-dir", str(a)]) == 0
+    capsys.readouterr()
+    assert main(argv + ["--data-dir", str(b)]) == 2
+    err = capsys.readouterr().err
+    assert "trained on other data" in err and "COVID: 20 -> 21" in err
+
+
+# ---------------------------------------------------------------- 2. small classes
+def _shrink(data: Path, cls: str, keep: int) -> None:
+    for f in sorted((data / cls).iterdir())[keep:]:
+        f.unlink()
+
+
+@pytest.mark.parametrize("keep, message", [(3, "class 'COVID' (3 image(s): train"),
+                                           (1, "class 'COVID' (1 image) cannot be split")])
+def test_a_class_too_small_for_every_split_is_refused_by_name(tmp_path, keep, message):
+    data = _data(tmp_path, "d")
+    _shrink(data, "COVID", keep)
+    with pytest.raises(SmallClassError) as err:
+        train_run(_cfg(data, tmp_path / "run"), **QUIET)
+    assert message in str(err.value)
+    assert not (tmp_path / "run" / "history.csv").exists()  # refused before any training
+
+
+def test_allow_small_classes_trains_and_records_them(tmp_path):
+    data = _data(tmp_path, "d")
+    _shrink(data, "COVID", 3)
+    out = tmp_path / "run"
+    with pytest.raises(SmallClassError):
+        train_run(_cfg(data, out), **QUIET)
+    result = train_run(_cfg(data, out, allow_small_classes=True), **QUIET)  # retried freely
+    small = json.loads((out / "metrics.json").read_text())["small_classes"]
+    assert set(small) == {"COVID"} and small["COVID"]["total"] == 3
+    assert result.metrics["test"]["n"] >= 1
+
+
+# ---------------------------------------------------------------- 3. a failed attempt
+def test_an_attempt_that_failed_before_its_first_epoch_does_not_block_its_retry(tmp_path):
+    data = _data(tmp_path, "d")
+    out = tmp_path / "run"
+    with pytest.raises(Exception, match="missing.pth"):
+        train_run(_cfg(data, out, weights=str(tmp_path / "missing.pth")), **QUIET)
+    assert (out / "config.yaml").is_file() and (out / "split.csv").is_file()
+    lines: list[str] = []
+    result = train_run(_cfg(data, out), progress=False, log=lines.append)
+    assert result.metrics["status"] == "complete" and not result.skipped
+    assert any("stopped before its first epoch; starting over" in line for line in lines)
+    # with training progress in the folder, another configuration is still refused
+    with pytest.raises(RunConfigMismatchError, match="another configuration"):
+        train_run(_cfg(data, out, lr=0.5), **QUIET)
