@@ -26,12 +26,14 @@ from .data.splits import (grouped_split, load_split, predefined_split, save_spli
 from .device import select_device, tune_cpu_allocator
 from .evaluation.metrics import classification_metrics, predictions_frame
 from .models.factory import create_model, save_model_spec
+from .training.checkpoints import (PREVIOUS, forget, load_checkpoint, recorded,
+                                   save_checkpoint, sha256)
 from .training.features import (FeatureClassifier, extract_features, feature_cache_decision,
                                 feature_loader)
 from .training.losses import build_loss
 from .training.strategies import get_strategy
 from .training.trainer import Trainer, schedule_factory
-from .utils import atomic_torch_save, atomic_write, atomic_write_json, seed_everything
+from .utils import atomic_write, atomic_write_json, seed_everything
 
 
 class RunConfigMismatchError(ValueError):
@@ -198,7 +200,7 @@ def train_run(cfg: RunConfig, progress: bool | None = None, log=print) -> RunRes
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     _check_same_run(cfg, out, log)
-    done = _load_complete(out)
+    done = _load_complete(out, log)
     try:
         root = get_spec(cfg.dataset).find(cfg.data_dir)
     except DatasetNotFoundError:
@@ -283,14 +285,14 @@ def train_run(cfg: RunConfig, progress: bool | None = None, log=print) -> RunRes
         status="complete",
     )
     best = out / "best.pt"
-    state = torch.load(best, map_location="cpu", weights_only=True) if best.is_file() else {
+    state = load_checkpoint(best) if best.is_file() else {
         "model": {k: v.cpu() for k, v in trainer.model.state_dict().items()}, "epoch": None}
     state.update(timm_name=info.timm_name, class_names=index.class_names, img_size=cfg.img_size,
                  data_config={k: list(v) if isinstance(v, tuple) else v
                               for k, v in info.data_config.items()})
-    atomic_torch_save(best, state)
+    save_checkpoint(best, state)
     atomic_write_json(out / "metrics.json", metrics)  # written last: it marks the run complete
-    (out / "last.pt").unlink(missing_ok=True)  # optimizer state is only needed to resume
+    forget(out, "last.pt", PREVIOUS["last.pt"])  # optimizer state is only needed to resume
     result = RunResult(out, metrics, hist)
     log(result.summary())
     return result
@@ -358,6 +360,19 @@ class StageInputsFactory:
         return self.model, self.loaders.evals
 
 
+def _check_weights(out: Path, log=print) -> None:
+    """A finished run's theta*: its metrics stand on their own files, but damaged weights are
+    said, so no one builds on them unknowingly."""
+    best = out / "best.pt"
+    known = recorded(out).get("best.pt")
+    if not best.is_file():
+        log(f"warning: {best} is missing: the metrics stand, the trained weights are gone "
+            "(delete the folder and rerun the command to train them again)")
+    elif known is not None and sha256(best) not in known:
+        log(f"warning: {best} is damaged (its SHA-256 is not the one recorded): the metrics "
+            "stand, the trained weights do not (delete the folder and rerun to train them again)")
+
+
 def has_progress(out: Path) -> bool:
     """At least one finished epoch (or a finished run) is in the folder."""
     return any((out / f).exists() for f in PROGRESS_FILES) or any(out.glob("best_*.pt"))
@@ -412,12 +427,13 @@ def _check_same_data(cfg: RunConfig, out: Path, root: Path, log=print) -> None:
         log(f"{out}: same data as before, now at {root}")
 
 
-def _load_complete(out: Path) -> RunResult | None:
+def _load_complete(out: Path, log=print) -> RunResult | None:
     mpath = out / "metrics.json"
     if not mpath.is_file():
         return None
     metrics = json.loads(mpath.read_text())
     if metrics.get("status") != "complete":
         return None
+    _check_weights(out, log)
     hist = pd.read_csv(out / "history.csv") if (out / "history.csv").is_file() else pd.DataFrame()
     return RunResult(out, metrics, hist, skipped=True)

@@ -102,3 +102,79 @@ def test_an_attempt_that_failed_before_its_first_epoch_does_not_block_its_retry(
     # with training progress in the folder, another configuration is still refused
     with pytest.raises(RunConfigMismatchError, match="another configuration"):
         train_run(_cfg(data, out, lr=0.5), **QUIET)
+
+
+# ---------------------------------------------------------------- 4. damaged checkpoints
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def test_a_damaged_last_pt_resumes_from_the_one_before_with_identical_numbers(loaders,
+                                                                               tmp_path):
+    import pandas as pd
+    import torch
+
+    from test_strategies_seed001 import _trainer
+
+    train, val = loaders
+
+    def make(ckpt):
+        return _trainer("full", epochs=3, ckpt=ckpt, schedule="cosine")
+
+    ref = make(tmp_path / "ref").fit(train, val, seed=4)
+    t = make(tmp_path / "run")
+
+    def kill(row):
+        if row["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    t.callbacks.append(kill)
+    with pytest.raises(KeyboardInterrupt):
+        t.fit(train, val, seed=4)
+    assert (tmp_path / "run" / "last.prev.pt").is_file()
+    _truncate(tmp_path / "run" / "last.pt")
+    with pytest.warns(UserWarning, match=r"last\.pt is damaged.*resuming from .*last\.prev\.pt "
+                                         r"\(after epoch 1\)"):
+        resumed = make(tmp_path / "run").fit(train, val, seed=4)
+    assert resumed.resumed_from == 1
+    cols = [c for c in ref.history.columns if c != "seconds"]
+    pd.testing.assert_frame_equal(ref.history[cols], resumed.history[cols], check_exact=True)
+    a = torch.load(tmp_path / "ref" / "best.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "run" / "best.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_no_intact_checkpoint_is_a_named_error_that_keeps_the_files(loaders, tmp_path):
+    from medtl_lib.training.checkpoints import CorruptCheckpointError
+    from test_strategies_seed001 import _trainer
+
+    train, val = loaders
+    t = _trainer("full", epochs=3, ckpt=tmp_path)
+    t.callbacks.append(lambda row: (_ for _ in ()).throw(KeyboardInterrupt)
+                       if row["epoch"] == 2 else None)
+    with pytest.raises(KeyboardInterrupt):
+        t.fit(train, val)
+    for name in ("last.pt", "last.prev.pt"):
+        _truncate(tmp_path / name)
+    with pytest.raises(CorruptCheckpointError, match=r"last\.pt is damaged.*No intact checkpoint"):
+        _trainer("full", epochs=3, ckpt=tmp_path).fit(train, val)
+    assert (tmp_path / "last.pt").is_file() and (tmp_path / "history.csv").is_file()
+
+
+def test_a_damaged_best_pt_of_a_finished_run_is_said(tmp_path):
+    from medtl_lib.models.factory import load_run_model
+    from medtl_lib.training.checkpoints import CorruptCheckpointError
+
+    data = _data(tmp_path, "d")
+    out = tmp_path / "run"
+    first = train_run(_cfg(data, out), **QUIET)
+    assert not (out / "last.pt").exists() and not (out / "last.prev.pt").exists()
+    assert set(json.loads((out / "checkpoints.json").read_text())) == {"best.pt"}
+    load_run_model(out)  # intact: loads
+    _truncate(out / "best.pt")
+    lines: list[str] = []
+    again = train_run(_cfg(data, out), progress=False, log=lines.append)
+    assert again.skipped and again.metrics == first.metrics  # the metrics stand
+    assert any("best.pt is damaged" in line for line in lines)
+    with pytest.raises(CorruptCheckpointError, match="best.pt is damaged"):
+        load_run_model(out)

@@ -312,7 +312,9 @@ def load_run_model(run_dir: str | Path, device: str | torch.device = "cpu",
             f"{best} is missing, so {run} has no trained weights (it holds: {have}). A run writes "
             f"best.pt after its first complete epoch: finish it (rerun the same `medtl train ... "
             f"--out {run}` command, which resumes) or pass another run folder.")
-    state = torch.load(best, map_location="cpu", weights_only=True)
+    from ..training.checkpoints import load_checkpoint
+
+    state = load_checkpoint(best)  # its digest checked: a damaged file is named
     if not isinstance(state, dict) or "model" not in state:
         raise ValueError(f"{best} is not a MedTL checkpoint (no 'model' state_dict in it)")
     spec_file = run / MODEL_JSON

@@ -14,6 +14,7 @@ from it), ``best.pt`` for the last stage (theta*, restored at the end), ``last.p
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -26,7 +27,8 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..device import DeviceInfo
-from ..utils import atomic_torch_save, atomic_write, iterate_with_bar, seed_everything
+from ..utils import atomic_write, iterate_with_bar, seed_everything
+from .checkpoints import PREVIOUS, CorruptCheckpointError, load_checkpoint, save_checkpoint
 from .optim import build_optimizer
 from .schedules import SCHEDULES, DualMonitorSchedule, EpochStats, Schedule, Selector
 from .strategies import Stage, StageContext, Strategy, count_params
@@ -385,14 +387,13 @@ class Trainer:
         if self.ckpt_dir is None:
             self._best_in_memory[stage.name] = state
             return
-        atomic_torch_save(self._best_path(stage), {"model": state, "epoch": epoch,
-                                                   "stage": stage.name})
+        save_checkpoint(self._best_path(stage), {"model": state, "epoch": epoch,
+                                                 "stage": stage.name})
 
     def _stage_best(self, stage: Stage) -> dict | None:
         state = self._best_in_memory.get(stage.name)
         if state is None and self.ckpt_dir is not None and self._best_path(stage).is_file():
-            state = torch.load(self._best_path(stage), map_location="cpu",
-                               weights_only=True)["model"]
+            state = load_checkpoint(self._best_path(stage))["model"]
         return state
 
     def _hand_over(self, previous: Stage, stage: Stage) -> None:
@@ -415,7 +416,7 @@ class Trainer:
                    selector: Selector) -> None:
         if self.ckpt_dir is None:
             return
-        atomic_torch_save(self.ckpt_dir / "last.pt", {
+        save_checkpoint(self.ckpt_dir / "last.pt", {
             "stage_index": stage_index,
             "stage": self.stages[stage_index].name,
             "stage_epoch": stage_epoch,
@@ -435,9 +436,31 @@ class Trainer:
         atomic_write(self.ckpt_dir / "history.csv", lambda p: frame.to_csv(p, index=False))
 
     def _load_last(self) -> dict | None:
-        if self.ckpt_dir is None or not (self.ckpt_dir / "last.pt").is_file():
+        """The newest intact resume checkpoint: ``last.pt``, else the one before it (a damaged
+        or missing ``last.pt`` costs one epoch, not the run)."""
+        if self.ckpt_dir is None:
             return None
-        state = torch.load(self.ckpt_dir / "last.pt", map_location="cpu", weights_only=True)
+        damaged: list[str] = []
+        state = None
+        for path in (self.ckpt_dir / "last.pt", self.ckpt_dir / PREVIOUS["last.pt"]):
+            if not path.is_file():
+                continue
+            try:
+                state = load_checkpoint(path)
+            except CorruptCheckpointError as exc:
+                damaged.append(str(exc))
+                continue
+            if damaged or path.name != "last.pt":
+                warnings.warn(f"{'; '.join(damaged) or 'last.pt is missing'}: resuming from "
+                              f"{path} (after epoch {state.get('epoch')})", stacklevel=2)
+            break
+        if state is None:
+            if damaged:
+                raise CorruptCheckpointError(
+                    "; ".join(damaged) + ". No intact checkpoint to resume from: delete "
+                    f"{self.ckpt_dir / 'last.pt'} (and last.prev.pt) to train this run again "
+                    "from its first epoch")
+            return None
         if "stage_index" not in state:
             state = self._from_single_stage_checkpoint(state)
         if state["stage"] != self.stages[state["stage_index"]].name:

@@ -1,0 +1,95 @@
+"""Checkpoints that are verified before they are trusted.
+
+Every checkpoint a run writes (``last.pt``, ``best.pt``, ``best_<stage>.pt``) gets its SHA-256
+recorded in the run folder's ``checkpoints.json``; loading one checks it, so a file cut short by
+a full disk or a copy, or damaged later, is named instead of surfacing as a raw zip-reader error
+(or, for a finished run's ``best.pt``, not at all). ``last.pt`` is kept one generation back
+(``last.prev.pt``): a damaged ``last.pt`` resumes from the epoch before it.
+
+The record is written *before* the file is renamed into place and lists the new and the previous
+digest of each name, so a kill between any two steps leaves a file whose digest is on record.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ..utils import atomic_write, atomic_write_json
+
+RECORD = "checkpoints.json"
+PREVIOUS = {"last.pt": "last.prev.pt"}  # names kept one generation back
+
+
+class CorruptCheckpointError(ValueError):
+    """A checkpoint file does not match its recorded digest or cannot be read."""
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def recorded(folder: Path) -> dict[str, list[str]]:
+    try:
+        data = json.loads((folder / RECORD).read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def save_checkpoint(path: str | os.PathLike, obj: Any) -> Path:
+    """torch.save ``obj`` atomically with its digest on record; ``last.pt``'s previous version
+    becomes ``last.prev.pt``."""
+    import torch
+
+    path = Path(path)
+
+    def write(tmp: Path) -> None:
+        torch.save(obj, tmp)
+        digest = sha256(tmp)
+        record = recorded(path.parent)
+        previous = PREVIOUS.get(path.name)
+        if previous and path.is_file():  # the file moved there is one of these two
+            record[previous] = record.get(path.name, [])
+        record[path.name] = [digest] + record.get(path.name, [])[:1]
+        atomic_write_json(path.parent / RECORD, record)
+        if previous and path.is_file():
+            os.replace(path, path.parent / previous)
+
+    return atomic_write(path, write)
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """``torch.load`` (weights only, to the CPU) after checking the digest on record. A file
+    written before digests were recorded is loaded as is, its read errors named."""
+    import torch
+
+    path = Path(path)
+    known = recorded(path.parent).get(path.name)
+    if known is not None and sha256(path) not in known:
+        raise CorruptCheckpointError(
+            f"{path} is damaged: its SHA-256 matches none recorded in {path.parent / RECORD} "
+            f"({path.stat().st_size:,} bytes now; cut short by a full disk or a copy?)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise CorruptCheckpointError(f"{path} cannot be read ({' '.join(str(exc).split())[:160]})"
+                                     ) from None
+
+
+def forget(folder: Path, *names: str) -> None:
+    """Delete checkpoints that are no longer needed, with their record."""
+    record = recorded(folder)
+    for name in names:
+        (folder / name).unlink(missing_ok=True)
+        record.pop(name, None)
+    if (folder / RECORD).is_file():
+        atomic_write_json(folder / RECORD, record)
