@@ -3,7 +3,12 @@ then the fix is checked: other data refused, small classes named, a failed attem
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -178,3 +183,73 @@ def test_a_damaged_best_pt_of_a_finished_run_is_said(tmp_path):
     assert any("best.pt is damaged" in line for line in lines)
     with pytest.raises(CorruptCheckpointError, match="best.pt is damaged"):
         load_run_model(out)
+
+
+# ---------------------------------------------------------------- 5. caches and workers
+def test_an_unwritable_cache_names_the_variable_and_the_fallback(tmp_path):
+    from medtl_lib.data.cache import check_writable
+
+    target = tmp_path / "ro"
+    target.write_text("a file where the cache folder should be")  # fails even for root
+    with pytest.raises(OSError, match="MEDTL_CACHE_DIR.*per_image"):
+        check_writable(target / "decoded", "the decoded-image cache",
+                       "or use --pipeline per_image")
+
+
+def test_offline_weights_work_with_an_unwritable_weights_cache(tmp_path, monkeypatch):
+    from medtl_lib.models import weights as W
+    from medtl_lib.models.factory import create_model
+
+    if W.offline_weights("tf_efficientnet_lite0") is None:
+        pytest.skip("the offline EfficientNet-Lite0 package is not installed")
+    blocker = tmp_path / "cache"
+    blocker.write_text("not a folder")  # MEDTL_CACHE_DIR/weights cannot be created
+    monkeypatch.setenv("MEDTL_CACHE_DIR", str(blocker))
+    monkeypatch.setattr("medtl_lib.models.weights.hub_reachable", lambda *a, **k: False)
+    with pytest.warns(UserWarning, match="cannot be kept.*MEDTL_CACHE_DIR"):
+        _, info = create_model("efficientnet_lite0", 3, weights="auto", img_size=64)
+    assert info.weights_source.startswith("offline:")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_decode_workers_die_with_a_killed_parent(tmp_path):
+    marker = f"medtl-orphan-test-{os.getpid()}"
+    data = write_synthetic("brain_tumor_mri", tmp_path / "d", n_per_class=150, size=192)
+    script = tmp_path / "build.py"
+    script.write_text(
+        "import sys, pathlib\n"
+        "from medtl_lib.data.cache import build_cache\n"
+        "root = pathlib.Path(sys.argv[1])\n"
+        "paths = sorted(str(p.relative_to(root)) for p in root.rglob('*') if p.suffix in ('.jpg', '.png'))\n"
+        "build_cache(root, paths * 20, 160, sys.argv[2], workers=2, progress=False)\n")
+    cache = tmp_path / "cache"
+    proc = subprocess.Popen([sys.executable, str(script), str(data), str(cache), marker])
+    deadline = time.time() + 60
+    while not list(cache.glob(".*.tmp")) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # the workers are decoding
+    workers = _processes_with(marker) - {proc.pid}
+    assert workers, "no decode workers found: the build ended too soon"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 5
+    while _processes_with(marker) & workers and time.time() < deadline:
+        time.sleep(0.1)
+    left = _processes_with(marker) & workers
+    for pid in left:  # leave no orphan behind, even when failing
+        os.kill(pid, signal.SIGKILL)
+    assert not left, "decode workers outlived their parent"
+
+
+def _processes_with(marker: str) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmd = (entry / "cmdline").read_bytes()
+                status = (entry / "status").read_text()
+            except OSError:
+                continue
+            if marker.encode() in cmd and "State:\tZ" not in status:
+                found.add(int(entry.name))
+    return found

@@ -210,7 +210,8 @@ def build_cache(root: str | os.PathLike, paths: Sequence[str | os.PathLike], siz
     final = cache_dir / f"{key}.npy"
     if final.exists():
         return DecodedCache(final)
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    check_writable(cache_dir, "the decoded-image cache", "or use pipeline='per_image' "
+                   "(--pipeline per_image), which needs no cache")
     _remove_stale_temps(cache_dir, key)
     need = len(rels) * size * size * 3
     free = shutil.disk_usage(cache_dir).free
@@ -237,7 +238,8 @@ def build_cache(root: str | os.PathLike, paths: Sequence[str | os.PathLike], siz
                     bar.update(len(chunk))
             else:
                 arr.flush()
-                with ProcessPoolExecutor(max_workers=workers) as pool:
+                with ProcessPoolExecutor(max_workers=workers, initializer=_die_with_parent,
+                                         initargs=(os.getpid(),)) as pool:
                     futures = {pool.submit(_decode_chunk, str(tmp), str(root), chunk, start, size,
                                            interpolation): len(chunk) for start, chunk in chunks}
                     try:
@@ -266,6 +268,45 @@ def build_cache(root: str | os.PathLike, paths: Sequence[str | os.PathLike], siz
             pass
         raise
     return DecodedCache(final)
+
+
+def check_writable(folder: Path, what: str, fallback: str) -> None:
+    """Create ``folder`` and a file in it, or say which variable moves it and what else works
+    (instead of a bare errno from deep inside a build)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test.{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise OSError(exc.errno, f"{what} cannot be written in {folder} ({exc.strerror}). Set "
+                      f"MEDTL_CACHE_DIR to a writable folder (e.g. export MEDTL_CACHE_DIR="
+                      f"/tmp/medtl-cache), {fallback}") from None
+
+
+def _die_with_parent(parent: int) -> None:
+    """Pool initializer: a decode worker ends when the run that started it is killed, instead of
+    decoding its chunk on as an orphan. Linux: the kernel's parent-death signal; elsewhere (and
+    if the parent is already gone) a watcher thread."""
+    import signal
+    import threading
+
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    if os.getppid() != parent:
+        os._exit(1)
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def _decode_chunk(tmp: str, root: str, rels: list[str], start: int, size: int,

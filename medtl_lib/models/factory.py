@@ -402,7 +402,19 @@ def _auto(timm_name: str, kwargs: dict) -> tuple[nn.Module, str]:
     if offline is not None:
         path = _offline_cache_path(timm_name)
         if not path.is_file():
-            atomic_torch_save(path, offline)
+            try:
+                atomic_torch_save(path, offline)
+            except OSError as exc:  # converted again next time; the run itself is unharmed
+                warnings.warn(f"the converted offline weights cannot be kept in {path.parent} "
+                              f"({exc.strerror or exc}); they are converted again next time. Set "
+                              "MEDTL_CACHE_DIR to a writable folder to keep them.", stacklevel=2)
+                import tempfile
+
+                with tempfile.TemporaryDirectory(prefix="medtl-weights-") as tmp:
+                    path = Path(tmp) / path.name
+                    torch.save(offline, path)
+                    model = _from_file(timm_name, kwargs, str(path))
+                return model, f"offline:{W.OFFLINE_PACKAGES[timm_name]}"
         return _from_file(timm_name, kwargs, str(path)), f"offline:{W.OFFLINE_PACKAGES[timm_name]}"
     raise W.WeightsNotAvailableError(f"{W.how_to_supply(timm_name)}\n(hub: {hub_error})")
 
