@@ -57,7 +57,8 @@ def test_data_check_and_synth(tmp_path, capsys):
     (tmp_path / "b" / "Training" / "glioma" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
     assert main(["data", "check", str(tmp_path / "b"), "--dataset", "brain_tumor_mri"]) == 0
     out = capsys.readouterr().out
-    assert "glioma" in out and "Training/glioma/broken.jpg" in out and "1 problem" in out
+    assert "glioma" in out and "Training/glioma/broken.jpg" in out and "[unreadable]" in out
+    assert "usable: the warnings above" in out
     assert main(["data", "check", str(tmp_path / "b"), "--dataset", "sarscov2_ct"]) == 1
     assert "NOT USABLE" in capsys.readouterr().out
 

@@ -253,3 +253,35 @@ def _processes_with(marker: str) -> set[int]:
             if marker.encode() in cmd and "State:\tZ" not in status:
                 found.add(int(entry.name))
     return found
+
+
+# ---------------------------------------------------------------- 8. data check, all at once
+def test_data_check_reports_every_problem_in_one_go(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path / "ds"
+    rng = np.random.default_rng(0)
+
+    def image(path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(path)
+
+    for i in range(12):
+        image(root / "benign" / f"{i}.png")
+        image(root / "Benign" / f"{i}.png")  # a second folder for the same class
+    for i in range(3):
+        image(root / "tumour" / f"{i}.png")
+    (root / "empty").mkdir()
+    (root / "tumour" / "scan.dcm").write_bytes(b"DICM" * 10)
+    (root / "tumour" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    shutil.copy(root / "benign" / "0.png", root / "tumour" / "copy.png")
+    assert main(["data", "check", str(root)]) == 1
+    out = capsys.readouterr().out
+    for expected in ("ERROR [empty class] class 'empty'", "ERROR [case twins] folders 'Benign/', "
+                     "'benign/'", "warning [small class] class 'tumour' has 4 image(s)",
+                     "warning [unreadable] tumour/broken.png",
+                     "warning [unsupported format] 1 .dcm file(s) skipped, e.g. tumour/scan.dcm",
+                     "warning [conflicting labels] identical files in classes 'benign' "
+                     "(benign/0.png), 'tumour' (tumour/copy.png)", "NOT USABLE as it is"):
+        assert expected in out, expected

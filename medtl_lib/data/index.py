@@ -36,8 +36,10 @@ class DataIndex:
         return self.root / rel
 
 
-def build_index(spec: DatasetSpec, root: Path, decode: bool = False) -> DataIndex:
-    """Scan ``root`` (as returned by ``spec.locate``).
+def scan_images(spec: DatasetSpec, root: Path, decode: bool = False
+                ) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+    """Every image of ``root`` (as returned by ``spec.locate``) and every unreadable file, nothing
+    refused yet (``medtl data check`` reports all problems at once from this).
 
     ``decode=False`` reads only each header (fast: catches empty, non-image and most corrupt
     files); ``decode=True`` decodes every pixel, as ``medtl data check`` does.
@@ -57,6 +59,12 @@ def build_index(spec: DatasetSpec, root: Path, decode: bool = False) -> DataInde
         rows.append((rel, rec.class_name, rec.source_split, rec.group, size[0], size[1], mode))
     frame = pd.DataFrame(rows, columns=["path", "class_name", "source_split", "group",
                                         "width", "height", "mode"])
+    return frame, bad
+
+
+def build_index(spec: DatasetSpec, root: Path, decode: bool = False) -> DataIndex:
+    """Scan ``root`` (see :func:`scan_images`) and refuse what cannot be trained on."""
+    frame, bad = scan_images(spec, root, decode)
     class_names = spec.class_names(root)
     if not class_names:
         raise DatasetLayoutError(
