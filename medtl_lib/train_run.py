@@ -25,6 +25,7 @@ from .data.splits import (grouped_split, load_split, predefined_split, save_spli
                           stratified_split)
 from .device import select_device, tune_cpu_allocator
 from .evaluation.metrics import classification_metrics, predictions_frame
+from .faults import point as fault_point
 from .models.factory import create_model, save_model_spec
 from .training.checkpoints import (PREVIOUS, forget, load_checkpoint, recorded,
                                    save_checkpoint, sha256)
@@ -265,6 +266,7 @@ def train_run(cfg: RunConfig, progress: bool | None = None, log=print) -> RunRes
         metrics[s] = classification_metrics(ev.labels, ev.probs, index.class_names)
         preds = predictions_frame(splits[s]["path"].tolist(), ev.labels, ev.probs, index.class_names)
         atomic_write(out / f"predictions_{s}.csv", lambda p, f=preds: f.to_csv(p, index=False))
+        fault_point("eval.split")
     hist = fit.history
     best_row = hist[hist["epoch"] == fit.best_epoch]
     metrics.update(
@@ -291,6 +293,7 @@ def train_run(cfg: RunConfig, progress: bool | None = None, log=print) -> RunRes
                  data_config={k: list(v) if isinstance(v, tuple) else v
                               for k, v in info.data_config.items()})
     save_checkpoint(best, state)
+    fault_point("run.complete")
     atomic_write_json(out / "metrics.json", metrics)  # written last: it marks the run complete
     forget(out, "last.pt", PREVIOUS["last.pt"])  # optimizer state is only needed to resume
     result = RunResult(out, metrics, hist)

@@ -43,6 +43,7 @@ from PIL import Image
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 from tqdm.auto import tqdm
 
+from ..faults import point as fault_point
 from ..utils import atomic_write_json
 from .images import BadImageError, load_rgb
 from .batches import drop_single_last
@@ -236,6 +237,7 @@ def build_cache(root: str | os.PathLike, paths: Sequence[str | os.PathLike], siz
                     for k, rel in enumerate(chunk):
                         arr[start + k] = decode_square(root / rel, size, interpolation)
                     bar.update(len(chunk))
+                    fault_point("cache.chunk")
             else:
                 arr.flush()
                 with ProcessPoolExecutor(max_workers=workers, initializer=_die_with_parent,
@@ -248,6 +250,7 @@ def build_cache(root: str | os.PathLike, paths: Sequence[str | os.PathLike], siz
                             if bad is not None:
                                 raise BadImageError(*bad)
                             bar.update(futures[fut])
+                            fault_point("cache.chunk")
                     except BaseException:
                         pool.shutdown(wait=True, cancel_futures=True)  # stop before unlinking
                         raise

@@ -27,6 +27,10 @@ class CorruptCheckpointError(ValueError):
     """A checkpoint file does not match its recorded digest or cannot be read."""
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (a full disk, a file-size limit, a read-only folder)."""
+
+
 def sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -51,7 +55,13 @@ def save_checkpoint(path: str | os.PathLike, obj: Any) -> Path:
     path = Path(path)
 
     def write(tmp: Path) -> None:
-        torch.save(obj, tmp)
+        try:
+            torch.save(obj, tmp)
+        except (RuntimeError, OSError) as exc:  # torch reports a full disk as a RuntimeError
+            raise CheckpointWriteError(
+                f"{path} could not be written ({' '.join(str(exc).split())[:160]}): is the disk "
+                "full? The previous checkpoint is kept; free space and rerun the same command to "
+                "resume") from None
         digest = sha256(tmp)
         record = recorded(path.parent)
         previous = PREVIOUS.get(path.name)

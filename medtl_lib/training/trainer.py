@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..device import DeviceInfo
+from ..faults import point as fault_point
 from ..utils import atomic_write, iterate_with_bar, seed_everything
 from .checkpoints import PREVIOUS, CorruptCheckpointError, load_checkpoint, save_checkpoint
 from .optim import build_optimizer
@@ -168,6 +169,7 @@ class Trainer:
                 info["stopped_early"] = bool(row["stop"])
                 history.append(row)
                 self._save_last(si, e + 1, done, history, stage_log, schedule, selector)
+                fault_point("train.epoch")
                 for cb in self.callbacks:
                     cb(row)
                 if row["stop"]:
@@ -288,6 +290,7 @@ class Trainer:
                 self.strategy.after_backward(self.model)
             self.scaler.step(self.optimizer)
             self.scaler.update()
+            fault_point("train.step")
             n = y.shape[0]
             loss_sum += loss.detach().double() * n
             correct += (logits.detach().argmax(1) == y).sum()
