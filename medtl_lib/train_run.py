@@ -18,6 +18,7 @@ import yaml
 from .config import RunConfig
 from .data.identity import (RunDataMismatchError, data_identity, describe_difference,
                             save_identity, saved_identity)
+from .data.cache import check_writable
 from .data.index import DataIndex, build_index
 from .data.loaders import run_loaders
 from .data.registry import DatasetNotFoundError, get_spec
@@ -199,7 +200,7 @@ def train_run(cfg: RunConfig, progress: bool | None = None, log=print) -> RunRes
         raise ValueError("a run needs an output folder: RunConfig(out=...) / --out DIR")
     cfg = cfg.resolved()
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    check_writable(out, "the run folder", "or give another --out folder")
     _check_same_run(cfg, out, log)
     done = _load_complete(out, log)
     try:

@@ -285,3 +285,54 @@ def test_data_check_reports_every_problem_in_one_go(tmp_path, capsys):
                      "warning [conflicting labels] identical files in classes 'benign' "
                      "(benign/0.png), 'tumour' (tumour/copy.png)", "NOT USABLE as it is"):
         assert expected in out, expected
+
+
+# ---------------------------------------------------------------- read-only folders
+def _nobody() -> list[str]:
+    """A command prefix that runs as an unprivileged user (root ignores permissions)."""
+    if os.name != "posix":
+        pytest.skip("POSIX permissions")
+    if os.geteuid() != 0:
+        return []
+    if not shutil.which("setpriv"):
+        pytest.skip("running as root without setpriv: permissions cannot be tested")
+    prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    probe = subprocess.run(prefix + [sys.executable, "-c", "import medtl_lib"],
+                           capture_output=True, cwd="/")
+    if probe.returncode != 0:
+        pytest.skip("the unprivileged user cannot read this checkout")
+    return prefix
+
+
+def test_read_only_run_and_cache_folders_are_named_and_the_fallback_works():
+    import tempfile
+
+    prefix = _nobody()
+    shared = Path(tempfile.mkdtemp(prefix="medtl-ro-"))
+    try:
+        shared.chmod(0o755)
+        data = write_synthetic("sarscov2_ct", shared / "data", n_per_class=20, size=32)
+        for d in (shared / "ro_run", shared / "ro_cache"):
+            d.mkdir(mode=0o755)  # root's: read-only for the unprivileged user
+        for d in (shared / "rw_run", shared / "rw_cache"):
+            d.mkdir()
+            d.chmod(0o777)
+
+        def medtl(out: str, cache: str, *extra: str) -> subprocess.CompletedProcess:
+            env = {**os.environ, "MEDTL_CACHE_DIR": str(shared / cache), "HF_HUB_OFFLINE": "1"}
+            return subprocess.run(
+                prefix + [sys.executable, "-m", "medtl_lib", "train", "--dataset", "sarscov2_ct",
+                          "--data-dir", str(data), "--model", "test_resnet", "--weights", "none",
+                          "--img-size", "32", "--epochs", "1", "--no-progress",
+                          "--out", str(shared / out / "run"), *extra],
+                env=env, capture_output=True, text=True, cwd="/", timeout=300)
+
+        r = medtl("ro_run", "rw_cache")
+        assert r.returncode == 2 and "the run folder cannot be written" in r.stderr, r.stderr
+        r = medtl("rw_run", "ro_cache")
+        assert r.returncode == 2, r.stderr
+        assert "MEDTL_CACHE_DIR" in r.stderr and "--pipeline per_image" in r.stderr
+        r = medtl("rw_run", "ro_cache", "--pipeline", "per_image")  # the fallback, retried freely
+        assert r.returncode == 0, r.stderr
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)

@@ -282,9 +282,10 @@ def check_writable(folder: Path, what: str, fallback: str) -> None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise OSError(exc.errno, f"{what} cannot be written in {folder} ({exc.strerror}). Set "
-                      f"MEDTL_CACHE_DIR to a writable folder (e.g. export MEDTL_CACHE_DIR="
-                      f"/tmp/medtl-cache), {fallback}") from None
+        hint = ("Set MEDTL_CACHE_DIR to a writable folder (e.g. export MEDTL_CACHE_DIR="
+                "/tmp/medtl-cache), " if "cache" in what else "Make it writable, ")
+        raise OSError(exc.errno, f"{what} cannot be written in {folder} ({exc.strerror}). "
+                      f"{hint}{fallback}") from None
 
 
 def _die_with_parent(parent: int) -> None:
