@@ -18,8 +18,8 @@ _HELP = {
              "model name",
     "weights": "auto | none | PATH",
     "strategy": "`medtl strategies` lists them with their arguments",
-    "pool": "avg | token (a ViT's class token) | flatten",
-    "head": "classifier head",
+    "pool": "avg | token (a ViT's class token) | flatten | tokens (the token sequence, for cdtm)",
+    "head": "classifier head: linear | cdtm (seed 002; needs --pool tokens)",
     "img_size": "input size in pixels",
     "epochs": "default: 10 (brain MRI) or 20; a staged strategy splits them",
     "batch_size": "images per batch",
@@ -52,7 +52,7 @@ _HELP = {
 }
 #: RunConfig fields given as flags of another shape (below) or not on the command line
 _SPECIAL = {"augment", "cache_features", "strict", "strategy_args", "schedule_args", "out",
-            "allow_small_classes"}
+            "allow_small_classes", "head_args"}
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
@@ -73,6 +73,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strategy-arg", dest="strategy_args", action="append", default=[],
                    metavar="KEY=VALUE", help="a strategy argument, repeatable (e.g. "
                    "--strategy-arg lp_epochs=3); `medtl strategies` lists them")
+    p.add_argument("--head-arg", dest="head_args", action="append", default=[],
+                   metavar="KEY=VALUE", help="a head argument, repeatable (e.g. --head cdtm "
+                   "--head-arg centers=300 --head-arg variant=paper)")
     p.add_argument("--schedule-arg", dest="schedule_args", action="append", default=[],
                    metavar="KEY=VALUE", help="a schedule argument, repeatable (e.g. "
                    "--schedule-arg patience=5)")
@@ -96,6 +99,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     d = {k: v for k, v in vars(args).items() if k in names and v is not None}
     d["strategy_args"] = parse_key_values(args.strategy_args, "--strategy-arg")
     d["schedule_args"] = parse_key_values(args.schedule_args, "--schedule-arg")
+    d["head_args"] = parse_key_values(args.head_args, "--head-arg")
     return RunConfig.from_dict(d)
 
 
@@ -126,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--num-classes", type=int, default=2)
     info.add_argument("--pool", default=RunConfig.pool)
     info.add_argument("--head", default=RunConfig.head)
+    info.add_argument("--head-arg", dest="head_args", action="append", default=[],
+                      metavar="KEY=VALUE")
     info.add_argument("--strategy", default=RunConfig.strategy)
     info.add_argument("--strategy-arg", dest="strategy_args", action="append", default=[],
                       metavar="KEY=VALUE")
@@ -288,8 +294,13 @@ def _print_model_info(args: argparse.Namespace) -> int:
     from .training.strategies import count_params, get_strategy
 
     strategy = get_strategy(args.strategy, parse_key_values(args.strategy_args))
+    import yaml
+
+    head_args = {k: yaml.safe_load(v)
+                 for k, v in parse_key_values(args.head_args, "--head-arg").items()}
     model, info = create_model(args.model, args.num_classes, weights=args.weights,
-                               img_size=args.img_size, pool=args.pool, head=args.head)
+                               img_size=args.img_size, pool=args.pool, head=args.head,
+                               head_args=head_args)
     stage = strategy.stages(args.epochs)[0]
     trainable = count_params(strategy.param_groups(model, 1.0, stage))
     out = model_info(model, args.img_size, trainable_params=trainable,

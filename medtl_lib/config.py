@@ -19,7 +19,7 @@ GROUPINGS = ("duplicates", "patient", "none")
 DEVICES = ("auto", "cpu", "cuda")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 PIPELINES = ("cached", "per_image")
-POOLS = ("avg", "token", "flatten")  # how features leave the backbone (models.factory)
+POOLS = ("avg", "token", "flatten", "tokens")  # how features leave the backbone (models.factory)
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ class RunConfig:
     strategy_args: dict = field(default_factory=dict)  # the strategy's own knobs, e.g. {lp_epochs: 3}
     pool: str = "avg"  # avg (seed 000) | token (a ViT's class token) | flatten
     head: str = "linear"
+    head_args: dict = field(default_factory=dict)  # the head's own knobs, e.g. {centers: 300} for cdtm
     img_size: int = 224
     epochs: int | None = None  # None: the dataset's (10 brain MRI, 20 otherwise)
     batch_size: int = 32
@@ -102,6 +103,9 @@ class RunConfig:
         from .training.strategies import STRATEGIES
 
         _check(isinstance(self.strategy_args, dict), "strategy_args must be a mapping")
+        _check(isinstance(self.head_args, dict), "head_args must be a mapping")
+        object.__setattr__(self, "head_args", {  # "300" from the CLI becomes 300
+            k: yaml.safe_load(v) if isinstance(v, str) else v for k, v in self.head_args.items()})
         _check(isinstance(self.schedule_args, dict), "schedule_args must be a mapping")
         # typed once here ("3" from the CLI becomes 3); resolved() fills in the defaults
         typed = STRATEGIES.parse_args(self.strategy, self.strategy_args)

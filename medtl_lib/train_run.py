@@ -225,7 +225,8 @@ def train_run(cfg: RunConfig, progress: bool | None = None, log=print) -> RunRes
     if dev.device.type == "cpu" and tune_cpu_allocator():
         log("CPU: glibc allocator set to keep freed buffers (faster steps, peak memory kept)")
     model, info = create_model(cfg.model, len(index.class_names), weights=cfg.weights,
-                               img_size=cfg.img_size, pool=cfg.pool, head=cfg.head)
+                               img_size=cfg.img_size, pool=cfg.pool, head=cfg.head,
+                               head_args=cfg.head_args)
     strategy = get_strategy(cfg.strategy, cfg.strategy_args)
     log(f"data: {index.root} ({len(index.frame)} images, classes {index.class_names}); "
         f"split {index.frame['split'].value_counts().to_dict()}")

@@ -57,3 +57,14 @@ def metrics_from_predictions(frame: pd.DataFrame, class_names: list[str]) -> dic
     """Recompute metrics from a predictions CSV written by a run."""
     probs = frame[[f"prob_{c}" for c in class_names]].to_numpy()
     return classification_metrics(frame["label"].to_numpy(), probs, class_names)
+
+
+def f1_of_macro_pr(precision_macro: float, recall_macro: float) -> float:
+    """2PR / (P + R) of the macro precision and macro recall: what seed 002 reports as "F1".
+
+    It is not the macro F1 (the mean of the per-class F1s), which is never larger: a class with
+    high precision and low recall and another with the reverse average to balanced P and R, whose
+    harmonic mean is high, while each class's own F1 is low. Derived from a run's metrics.json,
+    so it is not stored there."""
+    p, r = float(precision_macro), float(recall_macro)
+    return 0.0 if p + r == 0 else 2 * p * r / (p + r)

@@ -28,7 +28,7 @@ from .names import ALIASES, PRESETS, ModelPreset, resolve_model_name  # noqa: F4
 
 # Our pool name -> timm's ``global_pool`` creation kwarg. The pooling lives inside the timm backbone
 # (not in a module of ours), so every backbone parameter keeps its ``backbone.*`` key.
-_TIMM_POOL = {"avg": "avg", "token": "token", "flatten": ""}
+_TIMM_POOL = {"avg": "avg", "token": "token", "flatten": "", "tokens": ""}
 
 
 # --- head registry -------------------------------------------------------------------------------
@@ -98,6 +98,10 @@ class Classifier(nn.Module):
       feature cache relies on that). The head's in-features come from one dummy forward at
       ``img_size`` (default: the backbone's pretrained input size), so such a model only accepts
       inputs of that size.
+    - ``tokens`` (seed 002's CDTM): ``forward_features`` as a (B, p, d) token sequence - a ViT's
+      patch tokens after its final norm without the prefix (class) tokens, a CNN's last feature
+      map flattened to h*w tokens (before any head norm). For heads that take tokens (``cdtm``);
+      they get ``num_tokens`` = p, probed at ``img_size`` like ``flatten``.
 
     ``head`` names a builder of the head registry (``linear``: ``nn.Linear``, as in seed 000).
     """
@@ -116,12 +120,26 @@ class Classifier(nn.Module):
         self._num_classes = num_classes
         if pool == "token":
             _check_token_backbone(backbone, type(backbone).__name__)
+        extra: dict = {}
         if pool == "flatten":
             backbone.register_forward_hook(_flatten_output)
             self.in_features = _probe_features(backbone, img_size)
+        elif pool == "tokens":
+            if not getattr(build_head, "takes_tokens", False):
+                raise ValueError(f"pool='tokens' gives a (batch, tokens, dim) sequence, which head "
+                                 f"'{head}' does not take; use a token head (head='cdtm')")
+            backbone.forward = backbone.forward_features  # no pooling, no head norm
+            backbone.register_forward_hook(_to_tokens)
+            shape = _probe_shape(backbone, img_size)
+            extra["num_tokens"], self.in_features = shape[1], shape[2]
         else:
             self.in_features = _pooled_features(backbone)
-        self.head = build_head(self.in_features, num_classes, **self.head_args)
+        if getattr(build_head, "takes_tokens", False) and pool != "tokens":
+            raise ValueError(f"head '{head}' takes a token sequence: build it with pool='tokens'")
+        try:
+            self.head = build_head(self.in_features, num_classes, **extra, **self.head_args)
+        except TypeError as exc:  # an argument the head does not have
+            raise ValueError(f"head '{head}' with head_args {self.head_args}: {exc}") from None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(x))
@@ -151,12 +169,24 @@ def _flatten_output(module: nn.Module, args: tuple, output: torch.Tensor) -> tor
     return output.flatten(1)
 
 
+def _to_tokens(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+    """forward_features -> (B, p, d): a CNN map's h*w positions, a ViT's non-prefix tokens."""
+    if output.ndim == 4:
+        return output.flatten(2).transpose(1, 2)
+    return output[:, int(getattr(module, "num_prefix_tokens", 0)):]
+
+
 def _probe_features(backbone: nn.Module, img_size: int | None) -> int:
     """Flattened output size for one zero image (eval mode: BN statistics stay untouched)."""
+    return _probe_shape(backbone, img_size)[1]
+
+
+def _probe_shape(backbone: nn.Module, img_size: int | None) -> tuple[int, ...]:
+    """The backbone's output shape for one zero image (eval mode: BN statistics untouched)."""
     if img_size is None:
         size = (getattr(backbone, "pretrained_cfg", None) or {}).get("input_size")
         if not size:
-            raise ValueError("pool='flatten' needs img_size: the head's size depends on it")
+            raise ValueError("pool='flatten' and pool='tokens' need img_size: the head's size depends on it")
         img_size = int(size[-1])
     was_training = backbone.training
     backbone.eval()
@@ -165,7 +195,7 @@ def _probe_features(backbone: nn.Module, img_size: int | None) -> int:
             p = next(backbone.parameters(), None)
             x = torch.zeros(1, 3, img_size, img_size,
                             device=p.device if p is not None else "cpu")
-            return int(backbone(x).shape[1])
+            return tuple(int(n) for n in backbone(x).shape)
     finally:
         backbone.train(was_training)
 

@@ -1,0 +1,166 @@
+"""Seed 002's CDTM head on the kit's token pool: the spec's exact parameter counts, the
+attention's invariants, the einsum against the authors' repeat, and clear errors (spec 2.7)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from medtl_lib.evaluation.metrics import classification_metrics, f1_of_macro_pr
+from medtl_lib.models.factory import create_model
+from medtl_lib.models.head_cdtm import CDTM
+
+
+def _count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+@pytest.mark.parametrize("name, tokens, dim, code_params", [
+    ("vit_base_patch16_224", 196, 768, 17_074_368),
+    ("convnext_base", 49, 1024, 10_479_020),
+])
+def test_cdtm_adds_exactly_the_spec_counts(name, tokens, dim, code_params):
+    with torch.no_grad():
+        model, _ = create_model(name, 4, weights="none", img_size=224, pool="tokens",
+                                head="cdtm")
+    cdtm = model.head.cdtm
+    assert (cdtm.num_tokens, cdtm.dim) == (tokens, dim)
+    assert _count(cdtm) == code_params
+    assert _count(model.head.fc) == dim * 4 + 4
+    paper = CDTM(dim, tokens, 300, "paper")
+    assert _count(paper) == code_params - (dim * dim + dim) - 4 * dim
+
+
+def test_tokens_of_a_cnn_and_the_forward_shape():
+    torch.manual_seed(0)
+    model, _ = create_model("test_resnet", 3, weights="none", img_size=64, pool="tokens",
+                            head="cdtm", head_args={"centers": 7})
+    x = torch.randn(2, 3, 64, 64)
+    tokens = model.backbone(x)
+    assert tokens.shape == (2, model.head.cdtm.num_tokens, model.in_features)
+    fmap = model.backbone.forward_features(x)
+    assert torch.equal(tokens, fmap.flatten(2).transpose(1, 2))
+    assert model(x).shape == (2, 3)
+    with pytest.raises(ValueError, match="CDTM was built for .* tokens"):
+        model(torch.randn(1, 3, 96, 96))
+
+
+@pytest.mark.parametrize("variant", ["code", "paper"])
+def test_attention_weights_mixing_and_the_authors_repeat(variant):
+    torch.manual_seed(1)
+    cdtm = CDTM(dim=16, num_tokens=5, centers=9, variant=variant)
+    x = torch.randn(3, 5, 16)
+    a = cdtm.weights(x)
+    assert torch.allclose(a.sum(1), torch.ones(3), atol=1e-6) and (a > 0).all()
+    # the authors' code: attn repeated to (B, n, p, p), times M, summed over the centres
+    ref = (a[:, :, None, None].repeat(1, 1, 5, 5) * cdtm.mixing[None]).sum(1)
+    assert torch.allclose(cdtm.mixed_matrix(x), ref, atol=1e-6)
+    assert cdtm(x).shape == (3, 5, 16)
+    if variant == "paper":  # cosine / sqrt(d): the logits stay within +-1/sqrt(d)
+        q = torch.nn.functional.normalize(x.sum(1), dim=-1)
+        logits = q @ torch.nn.functional.normalize(cdtm.centers, dim=0) / math.sqrt(16)
+        assert logits.abs().max() <= 1 / math.sqrt(16) + 1e-6
+        assert torch.allclose(a, logits.softmax(-1))
+
+
+def test_one_centre_mixes_with_its_own_matrix():
+    cdtm = CDTM(dim=8, num_tokens=4, centers=1)
+    x = torch.randn(2, 4, 8)
+    assert torch.equal(cdtm.weights(x), torch.ones(2, 1))
+    assert torch.equal(cdtm.mixed_matrix(x), cdtm.mixing.expand(2, 4, 4))
+
+
+def test_pools_and_heads_must_fit():
+    with pytest.raises(ValueError, match="does not take"):
+        create_model("test_resnet", 3, weights="none", img_size=64, pool="tokens")
+    with pytest.raises(ValueError, match="pool='tokens'"):
+        create_model("test_resnet", 3, weights="none", img_size=64, head="cdtm")
+    with pytest.raises(ValueError, match="variant"):
+        CDTM(8, 4, 3, variant="poster")
+
+
+def test_f1_of_macro_pr_is_the_papers_f1_and_not_macro_f1():
+    assert round(f1_of_macro_pr(0.9274, 0.9108) * 100, 2) == 91.90  # Table IV, ViT-B-CDTM-SFT
+    labels = np.array([0] * 10 + [1] * 10)  # class 0 over-called, class 1 under-called
+    pred = np.array([0] * 10 + [0] * 8 + [1] * 2)
+    m = classification_metrics(labels, np.eye(2)[pred], ["a", "b"])
+    assert f1_of_macro_pr(m["precision_macro"], m["recall_macro"]) > m["f1_macro"] + 0.05
+
+
+# ---------------------------------------------------------------- cdtm_lp and sft
+def _cdtm_model():
+    torch.manual_seed(0)
+    model, _ = create_model("test_resnet", 4, weights="none", img_size=32, pool="tokens",
+                            head="cdtm", head_args={"centers": 5})
+    return model
+
+
+def test_cdtm_lp_trains_the_head_only_and_needs_one(loaders):
+    from test_strategies_seed001 import _model, _snapshot, _trainer
+
+    train, val = loaders
+    t = _trainer("cdtm_lp", model=_cdtm_model(), epochs=1)
+    before = _snapshot(t.model)
+    t.fit(train, val)
+    after = t.model.state_dict()
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert moved and all(k.startswith("head.") for k in moved)
+    assert {k for k in before if k.startswith("head.cdtm.")} & moved  # the module trains
+    with pytest.raises(ValueError, match="--pool tokens --head cdtm"):
+        _trainer("cdtm_lp", model=_model(), epochs=1).fit(train, val)
+
+
+def test_sft_stages_the_probe_then_everything_at_a_tenth(loaders, tmp_path):
+    from medtl_lib.training.strategies import get_strategy
+    from test_strategies_seed001 import _trainer
+
+    stages = get_strategy("sft").stages(3)
+    assert [(s.name, s.epochs, s.lr_factor, s.frozen_backbone) for s in stages] == [
+        ("lp", 3, 1.0, True), ("ft", 3, 0.1, False)]
+    train, val = loaders
+    t = _trainer("sft", model=_cdtm_model(), epochs=2, ckpt=tmp_path)
+    h = t.fit(train, val).history
+    assert h["stage"].tolist() == ["lp", "lp", "ft", "ft"]
+    assert h["lr"].iloc[2] == pytest.approx(h["lr"].iloc[0] / 10)
+    lp = h[h["stage"] == "lp"]
+    assert (lp["trainable_params"] == _count(t.model.head)).all()
+
+
+def test_cdtm_from_the_command_line(synth_root, tmp_path, capsys):
+    import json
+
+    from medtl_lib.cli import main
+
+    data = synth_root("brain_tumor_mri", n_per_class=10, size=32)
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "brain_tumor_mri", "--data-dir", str(data), "--model",
+                 "test_resnet", "--weights", "none", "--img-size", "32", "--epochs", "1",
+                 "--pool", "tokens", "--head", "cdtm", "--head-arg", "centers=6",
+                 "--head-arg", "variant=paper", "--strategy", "cdtm_lp", "--out", str(out),
+                 "--no-progress"]) == 0
+    spec = json.loads((out / "model.json").read_text())
+    assert spec["head"] == "cdtm" and spec["head_args"] == {"centers": 6, "variant": "paper"}
+    capsys.readouterr()
+    assert main(["model", "info", "--model", "test_resnet", "--img-size", "32", "--pool",
+                 "tokens", "--head", "cdtm", "--head-arg", "centers=6", "--strategy", "cdtm_lp",
+                 "--no-latency", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert 0 < info["trainable_params"] < info["params"]
+    assert main(["model", "info", "--model", "test_resnet", "--pool", "tokens", "--head", "cdtm",
+                 "--head-arg", "centre=6", "--no-latency"]) == 2
+    assert "unexpected keyword argument 'centre'" in capsys.readouterr().err
+
+
+def test_scratch_discards_the_starting_weights_of_the_backbone_only():
+    from medtl_lib.training.strategies import get_strategy
+
+    model, _ = create_model("test_resnet", 4, weights="none", img_size=32)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    torch.manual_seed(123)
+    get_strategy("scratch").setup(model)
+    after = model.state_dict()
+    weights = [k for k in before if k.startswith("backbone.") and k.endswith("weight")]
+    assert sum(not torch.equal(before[k], after[k]) for k in weights) >= len(weights) // 2
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("head."))
