@@ -35,7 +35,8 @@ _HELP = {
     "patience": "p of the dual monitor",
     "stop_patience": "P of the dual monitor",
     "factor": "phi of the dual monitor",
-    "split": "stratified (0.8/0.1/0.1) | predefined (the dataset's test folder)",
+    "split": "stratified (0.8/0.1/0.1) | predefined (the dataset's test folder) | folds (the "
+             "paper's own k-fold split, e.g. seed 002's BreaKHis)",
     "val_frac": "validation fraction",
     "test_frac": "test fraction",
     "split_csv": "reuse the split of an earlier run (its split.csv)",

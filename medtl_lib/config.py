@@ -14,7 +14,7 @@ import yaml
 
 from .utils import atomic_write_text
 
-SPLIT_MODES = ("stratified", "predefined")
+SPLIT_MODES = ("stratified", "predefined", "folds")
 GROUPINGS = ("duplicates", "patient", "none")
 DEVICES = ("auto", "cpu", "cuda")
 AMP_MODES = ("auto", "off", "bf16", "fp16")

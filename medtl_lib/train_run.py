@@ -22,7 +22,7 @@ from .data.cache import check_writable
 from .data.index import DataIndex, build_index
 from .data.loaders import run_loaders
 from .data.registry import DatasetNotFoundError, get_spec
-from .data.splits import (grouped_split, load_split, predefined_split, save_split,
+from .data.splits import (fold_split, grouped_split, load_split, predefined_split, save_split,
                           stratified_split)
 from .device import select_device, tune_cpu_allocator
 from .evaluation.metrics import classification_metrics, predictions_frame
@@ -103,7 +103,13 @@ def prepare_data(cfg: RunConfig, out: Path | None = None) -> DataIndex:
         groups = split_groups(index, cfg.group_by, out)
         if groups is not None:
             frame = frame.assign(group=groups)
-        if cfg.split == "predefined":
+        if cfg.split == "folds":
+            if not spec.folds:
+                raise ValueError(f"dataset '{cfg.dataset}' has no folds of its paper; use "
+                                 "split='stratified' or 'predefined'")
+            n, state, val_fold, test_folds = spec.folds
+            split = fold_split(frame, n, state, val_fold, tuple(test_folds), groups)
+        elif cfg.split == "predefined":
             if not spec.test_folder:
                 raise ValueError(f"dataset '{cfg.dataset}' has no predefined test folder; "
                                  "use split='stratified'")

@@ -47,6 +47,13 @@ class DatasetSpec:
     #: Record.group must stay in one split whatever ``group_by`` says (except 'none'): several
     #: images of one lesion (HAM10000) are one sample, not several
     group_required: bool = False
+    magnification: str = "400"  # BreaKHis layout: which magnification folder is kept
+    #: BreaKHis layout: "binary" (benign / malignant) or "malignant_subtype" (the four malignant
+    #: tumour types from their folder names; benign images are left out)
+    label_from: str = "binary"
+    #: the paper's own folds: (n_splits, random_state, val_fold, test_folds) of a StratifiedKFold
+    #: (split='folds'), e.g. seed 002's 5-fold BreaKHis split with val fold 0 and test fold 1
+    folds: tuple | None = None
 
     # ---------------------------------------------------------------- layout
     def class_root(self, path: Path) -> Path | None:
@@ -100,12 +107,19 @@ class DatasetSpec:
             yield from _scan_ham10000(root, self.classes)
             return
         if self.layout == "breakhis":
+            subtype = self.label_from == "malignant_subtype"
             for class_dir in (_child(root, "benign"), _child(root, "malignant")):
                 assert class_dir is not None
+                if subtype and class_dir.name.lower() != "malignant":
+                    continue
                 cls = class_dir.name.lower()
                 for f in _walk_images(class_dir):
-                    if not _is_400x(f):
+                    if not _is_magnification(f, self.magnification):
                         continue
+                    if subtype:
+                        cls = _breakhis_subtype(f, class_dir)
+                        if cls not in self.classes:
+                            continue
                     yield Record(f, cls, "", breakhis_patient(f.name) or f.stem)
             return
         if self.layout == "split_class_folders":
@@ -230,11 +244,22 @@ def breakhis_patient(filename: str) -> str | None:
     return m.group("patient") if m else None
 
 
-def _is_400x(f: Path) -> bool:
+def _is_magnification(f: Path, mag: str) -> bool:
     m = _BREAKHIS_RE.match(f.name)
     if m:
-        return m.group("mag") == "400"
-    return f.parent.name.upper() == "400X"
+        return m.group("mag") == mag
+    return f.parent.name.upper() == f"{mag}X"
+
+
+def _is_400x(f: Path) -> bool:
+    return _is_magnification(f, "400")
+
+
+def _breakhis_subtype(f: Path, class_dir: Path) -> str:
+    """The tumour-type folder below SOB/ (e.g. ductal_carcinoma), lower case."""
+    parts = f.relative_to(class_dir).parts
+    inner = parts[1:] if parts and parts[0].upper() == "SOB" else parts
+    return inner[0].lower() if inner else ""
 
 
 HAM_METADATA = "HAM10000_metadata.csv"
@@ -333,6 +358,24 @@ DATASETS: dict[str, DatasetSpec] = {
         license="Free for research use on request of citation (see the source page)",
         citation="Spanhol F.A. et al., A dataset for breast cancer histopathological image "
                  "classification, IEEE TBME 63(7), 2016",
+    ),
+    "breakhis_200x_malignant": DatasetSpec(
+        name="breakhis_200x_malignant",
+        title="BreaKHis 200X, four malignant tumour types (seed 002's BreakHis set)",
+        layout="breakhis",
+        classes=("ductal_carcinoma", "lobular_carcinoma", "mucinous_carcinoma",
+                 "papillary_carcinoma"),
+        paper_count=1390,
+        default_epochs=50,
+        modality="Microscopic biopsy",
+        kaggle_slug="ambarish/breakhis",
+        source_url="https://web.inf.ufpr.br/vri/databases/breast-cancer-histopathological-database-breakhis/",
+        license="Free for research use on request of citation (see the source page)",
+        citation="Spanhol F.A. et al., A dataset for breast cancer histopathological image "
+                 "classification, IEEE TBME 63(7), 2016",
+        magnification="200",
+        label_from="malignant_subtype",
+        folds=(5, 1, 0, (1,)),  # StratifiedKFold(5, shuffle, random_state=1): val 0, test 1
     ),
     "brain_tumor_mri": DatasetSpec(
         name="brain_tumor_mri",

@@ -82,6 +82,30 @@ def predefined_split(frame: pd.DataFrame, test_folder: str, val_frac: float = 0.
     return split
 
 
+def fold_split(frame: pd.DataFrame, n_splits: int, random_state: int, val_fold: int,
+               test_folds: tuple[int, ...], groups: pd.Series | None = None) -> pd.Series:
+    """A paper's own k-fold split: fold ``val_fold`` is validation, ``test_folds`` are test, the
+    rest train (seed 002: StratifiedKFold(5, shuffle=True, random_state=1), val 0, test 1 on
+    BreaKHis). With ``groups`` the same folds are cut by StratifiedGroupKFold, so that no group
+    (patient, duplicate) spans two splits: the leakage-free twin of the paper's image-level
+    split."""
+    from sklearn.model_selection import StratifiedKFold
+
+    idx = frame.index.to_numpy()
+    labels = frame["label"].to_numpy()
+    if groups is None or groups.value_counts().max() <= 1:  # no group to keep: the paper's folds
+        folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=random_state)
+        parts = [held for _, held in folds.split(idx, labels)]
+    else:
+        folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=random_state)
+        parts = [held for _, held in folds.split(idx, labels, groups.to_numpy())]
+    val = idx[parts[val_fold]]
+    test = idx[[i for k in test_folds for i in parts[k]]]
+    taken = set(val) | set(test)
+    train = [i for i in idx if i not in taken]
+    return _assign(frame, train, val, test)
+
+
 def _assign(frame: pd.DataFrame, train, val, test) -> pd.Series:
     split = pd.Series("", index=frame.index, name="split")
     split.loc[train], split.loc[val], split.loc[test] = "train", "val", "test"
