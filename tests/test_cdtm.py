@@ -164,3 +164,16 @@ def test_scratch_discards_the_starting_weights_of_the_backbone_only():
     weights = [k for k in before if k.startswith("backbone.") and k.endswith("weight")]
     assert sum(not torch.equal(before[k], after[k]) for k in weights) >= len(weights) // 2
     assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("head."))
+
+
+def test_seed002_presets_name_timm_pretrained_weights():
+    import timm
+
+    from medtl_lib.models.names import PRESETS, resolve_model_name
+
+    pretrained = set(timm.list_pretrained())
+    for key in ("vit_b_in21k", "vit_b_laion400m", "vit_b_laion2b", "convnext_b_in21k",
+                "convnext_b_laion2b"):
+        name, preset = resolve_model_name(key)
+        assert name in pretrained and preset.lr == 1e-4, key
+    assert PRESETS["vit_b_laion2b"].label == "ViT-B (LAION-2B)"

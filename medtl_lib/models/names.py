@@ -28,6 +28,17 @@ PRESETS: dict[str, ModelPreset] = {
     "vit_star": ModelPreset("vit_small_patch16_224.augreg_in21k", 1e-5, "ViT*"),
     # Not in the paper: the model whose ImageNet weights install offline (pip package).
     "efficientnet_lite0": ModelPreset("tf_efficientnet_lite0", 1e-3, "EfficientNet-Lite0"),
+    # Seed 002 (Table VI): ViT-B/16 and ConvNeXt-B by pretraining data, LR 1e-4 as the paper.
+    # "LAION-400M" ViT-B follows the paper's label; the authors' code loads OpenAI's CLIP
+    # (vit_base_patch16_clip_224.openai) there. ConvNeXt-B on LAION-400M exists only in
+    # open_clip (convnext_base / laion400m_s13b_b51k), not in timm, so it has no preset here.
+    "vit_b_in21k": ModelPreset("vit_base_patch16_224.augreg_in21k", 1e-4, "ViT-B (IN-21K)"),
+    "vit_b_laion400m": ModelPreset("vit_base_patch16_clip_224.laion400m_e32", 1e-4,
+                                   "ViT-B (LAION-400M)"),
+    "vit_b_laion2b": ModelPreset("vit_base_patch16_clip_224.laion2b", 1e-4, "ViT-B (LAION-2B)"),
+    "convnext_b_in21k": ModelPreset("convnext_base.fb_in22k", 1e-4, "ConvNeXt-B (IN-21K)"),
+    "convnext_b_laion2b": ModelPreset("convnext_base.clip_laion2b_augreg", 1e-4,
+                                      "ConvNeXt-B (LAION-2B)"),
 }
 ALIASES = {"vit*": "vit_star", "vitstar": "vit_star", "lite0": "efficientnet_lite0"}
 
