@@ -44,6 +44,8 @@ _HELP = {
                 "| none (image-level, leaks)",
     "crop_scale_min": "random-resized-crop area lower bound",
     "hflip": "horizontal flip probability",
+    "augmentation": "timm (random-resized crop + flip) | cdtm (seed 002's flips, colour, "
+                    "shift-scale-rotate, on the device; --pipeline cached)",
     "pipeline": "cached (decode once into $MEDTL_CACHE_DIR, augment batches on the device) | "
                 "per_image (the authors': PIL + timm transforms per image per epoch)",
     "seed": "random seed",

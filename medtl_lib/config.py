@@ -19,6 +19,7 @@ GROUPINGS = ("duplicates", "patient", "none")
 DEVICES = ("auto", "cpu", "cuda")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 PIPELINES = ("cached", "per_image")
+AUGMENTATIONS = ("timm", "cdtm")  # timm's random-resized crop + flip | seed 002's (data.aug_cdtm)
 POOLS = ("avg", "token", "flatten", "tokens")  # how features leave the backbone (models.factory)
 
 
@@ -59,6 +60,7 @@ class RunConfig:
     crop_scale_min: float = 0.5  # RandomResizedCrop scale lower bound (timm default is 0.08)
     hflip: float = 0.5
     augment: bool = True  # False: training sees the eval transform (fixed inputs; see cache_features)
+    augmentation: str = "timm"  # timm (random-resized crop + flip) | cdtm (seed 002's; cached pipeline)
     pipeline: str = "cached"  # cached (decode once, augment batches on the device) | per_image (PIL + timm per image, the authors')
     cache_features: bool = True  # frozen backbone and augment=False: compute features once, train the head on them
     seed: int = 42
@@ -93,6 +95,10 @@ class RunConfig:
         _check(self.pipeline in PIPELINES,
                f"pipeline must be one of {PIPELINES}, got {self.pipeline!r}")
         _check(self.amp in AMP_MODES, f"amp must be one of {AMP_MODES}, got {self.amp!r}")
+        _check(self.augmentation in AUGMENTATIONS,
+               f"augmentation must be one of {AUGMENTATIONS}, got {self.augmentation!r}")
+        _check(self.augmentation == "timm" or self.pipeline == "cached",
+               f"augmentation={self.augmentation!r} runs on the device: use pipeline='cached'")
 
     def _check_components(self) -> None:
         """Strategy, schedule, optimizer, loss and selection: names and arguments from their

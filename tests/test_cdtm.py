@@ -177,3 +177,34 @@ def test_seed002_presets_name_timm_pretrained_weights():
         name, preset = resolve_model_name(key)
         assert name in pretrained and preset.lr == 1e-4, key
     assert PRESETS["vit_b_laion2b"].label == "ViT-B (LAION-2B)"
+
+
+# ---------------------------------------------------------------- seed 002's augmentation
+def test_cdtm_augmentation_draws_and_eval_is_the_resize_alone():
+    from medtl_lib.data.aug_cdtm import CDTMAugment
+
+    torch.manual_seed(0)
+    x = torch.randint(0, 256, (8, 3, 40, 40), dtype=torch.uint8)
+    mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+    plain = CDTMAugment(32, mean, std, train=False)(x)
+    resized = torch.nn.functional.interpolate(x.float() / 255, size=(32, 32), mode="bilinear",
+                                              antialias=True, align_corners=False)
+    assert torch.allclose(plain, (resized.clamp(0, 1) - 0.5) / 0.25, atol=1e-6)
+    off = CDTMAugment(32, mean, std, flip=0, color=0, affine=0)
+    assert torch.allclose(off(x), plain, atol=1e-5)  # nothing drawn: the eval picture
+    aug = CDTMAugment(32, mean, std)
+    a = aug(x, torch.Generator().manual_seed(1))
+    b = aug(x, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and a.shape == (8, 3, 32, 32)  # reproducible with a generator
+    assert not torch.allclose(a, plain)
+    flips = CDTMAugment(32, mean, std, flip=1.0, color=0, affine=0)(x)
+    assert torch.allclose(flips, plain.flip(-1).flip(-2), atol=1e-5)
+
+
+def test_cdtm_augmentation_needs_the_cached_pipeline():
+    from medtl_lib.config import RunConfig
+
+    with pytest.raises(ValueError, match="pipeline='cached'"):
+        RunConfig(augmentation="cdtm", pipeline="per_image")
+    with pytest.raises(ValueError, match="augmentation must be one of"):
+        RunConfig(augmentation="albumentations")

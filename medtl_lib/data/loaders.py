@@ -154,9 +154,15 @@ def run_loaders(cfg: "RunConfig", root: Path, frame: pd.DataFrame, splits: dict[
                         progress=progress)
     ready_s = time.perf_counter() - t0
     workers = cfg.num_workers or 0
-    train_aug = DeviceAugment.from_data_config(data_config, cfg.augment, cfg.crop_scale_min,
-                                               cfg.hflip)
-    eval_aug = DeviceAugment.from_data_config(data_config, train=False)
+    if cfg.augmentation == "cdtm":  # seed 002's: resize, flips, colour, shift-scale-rotate
+        from .aug_cdtm import CDTMAugment
+
+        train_aug = CDTMAugment.from_data_config(data_config, cfg.augment)
+        eval_aug = CDTMAugment.from_data_config(data_config, train=False)
+    else:
+        train_aug = DeviceAugment.from_data_config(data_config, cfg.augment, cfg.crop_scale_min,
+                                                   cfg.hflip)
+        eval_aug = DeviceAugment.from_data_config(data_config, train=False)
 
     def loader(f: pd.DataFrame, train: bool) -> DeviceLoader:
         rows = frame.index.get_indexer(f.index)
@@ -168,4 +174,5 @@ def run_loaders(cfg: "RunConfig", root: Path, frame: pd.DataFrame, splits: dict[
     return RunLoaders(loader(splits["train"], True), evals,
                       f"cached pipeline ({len(cache)} images decoded once at {stored} px, "
                       f"{cache.nbytes_on_disk() / 2**30:.2f} GiB, ready in {ready_s:.1f} s); "
-                      f"crop/flip/normalise on {device.type}, {workers} worker(s)", cache.path)
+                      f"{'seed 002 augmentation' if cfg.augmentation == 'cdtm' else 'crop/flip'}"
+                      f"/normalise on {device.type}, {workers} worker(s)", cache.path)
