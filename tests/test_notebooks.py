@@ -18,7 +18,8 @@ from medtl_lib.config import RunConfig
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 EXPECTED = ["00_setup", "01_data_exploration", "02_dual_monitor_walkthrough", "03_train",
-            "04_evaluate", "05_results", "06_leakage", "07_strategies", "08_strategy_comparison"]
+            "04_evaluate", "05_results", "06_leakage", "07_strategies", "08_strategy_comparison",
+            "11_cdtm"]
 
 
 def _parameters(path: Path) -> dict:
@@ -186,3 +187,17 @@ def test_profiles_with_several_strategies_plan_07_and_08(tmp_path):
     assert Path(steps["07_strategies"].parameters["profile"]).name == "smoke_strategies.yaml"
     assert steps["08_strategy_comparison"].parameters["profile_dir"] == str(p.out_root)
     assert "07_strategies" not in {s.name for s in profiles.plan(profiles.load_profile("smoke"))}
+
+
+def test_cdtm_notebook_as_opened(tmp_path, monkeypatch):
+    """11 with its defaults: without the real data it trains cdtm_lp on the synthetic stand-in
+    (written into the kit's data/ as every offline profile does) and opens the module up."""
+    monkeypatch.delenv("MEDTL_DATA_DIR", raising=False)
+    profiles.execute(REPO / "notebooks" / "11_cdtm.ipynb", tmp_path / "11.ipynb",
+                     {"runs_dir": str(tmp_path / "runs"), "figures_dir": str(tmp_path / "fig"),
+                      "img_size": 64, "epochs": 1})
+    text, images = _outputs(tmp_path / "11.ipynb")
+    assert images >= 3 and "CDTM variant **code** with 300 centres" in text
+    assert "entropy over 300 centres" in text and "total:  17,074,368" in text
+    for fig in ("cdtm_scores", "cdtm_centres_by_class", "cdtm_mixed"):
+        assert (tmp_path / "fig" / f"{fig}.png").stat().st_size > 5_000, fig

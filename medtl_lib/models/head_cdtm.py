@@ -52,13 +52,22 @@ class CDTM(nn.Module):
             self.proj = nn.Linear(dim, dim)
             self.norm_out = nn.LayerNorm(dim)
 
+    def scores(self, x: torch.Tensor) -> torch.Tensor:
+        """Cosine similarity of the query (mean of the tokens) with every centre: (B, n)."""
+        q = x.mean(1) if self.variant == "code" else x.sum(1)  # same cosine either way
+        return F.normalize(q, dim=-1) @ F.normalize(self.centers, dim=0)
+
     def weights(self, x: torch.Tensor) -> torch.Tensor:
         """Softmax over the centres of the query's cosine similarity: (B, n), rows sum to 1."""
-        q = x.mean(1) if self.variant == "code" else x.sum(1)  # same cosine either way
-        scores = F.normalize(q, dim=-1) @ F.normalize(self.centers, dim=0)
+        scores = self.scores(x)
         if self.variant == "paper":
             scores = scores / math.sqrt(self.dim)
         return scores.softmax(-1)
+
+    def mixing_input(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The normalised tokens the attention sees (what ``forward`` passes to ``weights``)."""
+        x = self.norm_in(tokens)
+        return x if self.variant == "paper" else self.norm_block(x)
 
     def mixed_matrix(self, x: torch.Tensor) -> torch.Tensor:
         """m_cd = sum_i a_i M_i per image: (B, p, p)."""
@@ -70,10 +79,9 @@ class CDTM(nn.Module):
                 f"CDTM was built for {self.num_tokens} tokens of dimension {self.dim} (its input "
                 f"size), got {tuple(tokens.shape[1:])}: train and evaluate at the image size the "
                 "model was built with")
-        x = self.norm_in(tokens)
+        h = self.mixing_input(tokens)
         if self.variant == "paper":
-            return self.mlp(self.norm_mlp(self.mixed_matrix(x) @ x))
-        h = self.norm_block(x)
+            return self.mlp(self.norm_mlp(self.mixed_matrix(h) @ h))
         y = self.proj(self.mixed_matrix(h) @ h)
         return self.norm_out(y + self.mlp(self.norm_mlp(y)))
 
