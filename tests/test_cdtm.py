@@ -208,3 +208,31 @@ def test_cdtm_augmentation_needs_the_cached_pipeline():
         RunConfig(augmentation="cdtm", pipeline="per_image")
     with pytest.raises(ValueError, match="augmentation must be one of"):
         RunConfig(augmentation="albumentations")
+
+
+# ---------------------------------------------------------------- seed 002's tables
+def test_paper_cells_beside_the_kits_with_the_papers_f1():
+    import pandas as pd
+
+    from medtl_lib.evaluation.seed002 import TABLE_VI, side_by_side
+
+    runs = pd.DataFrame({"model": ["vit_b_laion2b"] * 2, "strategy": ["sft"] * 2,
+                         "status": ["complete"] * 2, "precision": [0.92, 0.94],
+                         "recall": [0.90, 0.92], "test_acc": [0.93, 0.95], "f1": [0.0, 0.0]})
+    t = side_by_side(TABLE_VI, runs)
+    row = t.loc[("vit_b_laion2b", "sft")]
+    assert row["Pre kit"] == pytest.approx(93.0) and row["Rec kit"] == pytest.approx(91.0)
+    assert row["F1 kit"] == pytest.approx(100 * f1_of_macro_pr(0.93, 0.91))
+    assert row["Acc diff"] == pytest.approx(94.0 - 94.24) and row["seeds"] == 2
+    other = t.loc[("vit_b_in21k", "cdtm_lp")]
+    assert other["Pre paper"] == 80.02 and math.isnan(other["Pre kit"]) and other["seeds"] == 0
+
+
+def test_table_vii_measured_for_the_cdtm_rows():
+    from medtl_lib.evaluation.seed002 import table_vii_measured
+
+    t = table_vii_measured(("ViT-B-CDTM-LP",))
+    row = t.loc["ViT-B-CDTM-LP"]
+    assert round(row["Train % kit"], 1) == 16.6 == row["Train % paper"]
+    assert row["Params (M) kit"] == pytest.approx(102.876100)
+    assert row["MACs (G) kit"] == pytest.approx(17.89, abs=0.01)

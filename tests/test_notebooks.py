@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 EXPECTED = ["00_setup", "01_data_exploration", "02_dual_monitor_walkthrough", "03_train",
             "04_evaluate", "05_results", "06_leakage", "07_strategies", "08_strategy_comparison",
-            "11_cdtm"]
+            "11_cdtm", "12_cdtm_results"]
 
 
 def _parameters(path: Path) -> dict:
@@ -201,3 +201,24 @@ def test_cdtm_notebook_as_opened(tmp_path, monkeypatch):
     assert "entropy over 300 centres" in text and "total:  17,074,368" in text
     for fig in ("cdtm_scores", "cdtm_centres_by_class", "cdtm_mixed"):
         assert (tmp_path / "fig" / f"{fig}.png").stat().st_size > 5_000, fig
+
+
+def test_cdtm_results_notebook_on_a_profile(tmp_path, synth_root):
+    """12 lays a profile's runs beside the paper's cells: here one tiny cdtm_lp run, which the
+    paper's tables do not contain, so they show the paper alone and Fig. 6 shows the run."""
+    from medtl_lib.config import RunConfig
+    from medtl_lib.train_run import train_run
+
+    data = synth_root("brain_tumor_mri", n_per_class=10, size=32)
+    train_run(RunConfig(dataset="brain_tumor_mri", data_dir=str(data), model="test_resnet",
+                        weights="none", img_size=32, epochs=1, pool="tokens", head="cdtm",
+                        head_args={"centers": 4}, strategy="cdtm_lp",
+                        out=str(tmp_path / "p" / "brain_tumor_mri__test_resnet__cdtm_lp__s1")),
+              progress=False, log=lambda *a: None)
+    profiles.execute(REPO / "notebooks" / "12_cdtm_results.ipynb", tmp_path / "12.ipynb",
+                     {"profile_dir": str(tmp_path / "p"), "measure_table_vii": False,
+                      "figures_dir": str(tmp_path / "fig")})
+    text, images = _outputs(tmp_path / "12.ipynb")
+    assert "1 complete run(s)" in text and "Table VI (BreakHis 200X" in text and "80.02" in text
+    assert images == 1 and (tmp_path / "fig" / "fig6_confusion.png").is_file()
+    assert "paper's F1" in text

@@ -1,0 +1,118 @@
+"""Seed 002's tables (Li et al., CDTM): the paper's cells as data (copied from its Tables IV-VIII,
+spec Section 2.6), the kit's runs laid out the same way beside them, and Table VII measured.
+
+Cells are percentages as printed. "F1" in this paper is 2PR / (P + R) of the macro precision and
+recall (:func:`~medtl_lib.evaluation.metrics.f1_of_macro_pr`), so the kit's F1 column is computed
+that way too, from each run's macro P and R.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from .metrics import f1_of_macro_pr
+from .report import STATUS_COMPLETE
+
+COLUMNS = ("Pre", "Rec", "Acc", "F1")
+
+#: Table VI (BreakHis 200X malignant): backbone x pretraining x {LP+CDTM, SFT+CDTM}; Tables IV
+#: (LAION-2B rows) and VIII's CDTM rows repeat these cells.
+TABLE_VI = {
+    ("convnext_b_in21k", "cdtm_lp"): (82.98, 79.06, 85.61, 80.97),
+    ("convnext_b_laion400m", "cdtm_lp"): (84.76, 76.87, 85.61, 80.62),
+    ("convnext_b_laion2b", "cdtm_lp"): (80.78, 75.09, 84.17, 77.83),
+    ("vit_b_in21k", "cdtm_lp"): (80.02, 80.73, 84.89, 80.37),
+    ("vit_b_laion400m", "cdtm_lp"): (85.86, 79.33, 87.05, 82.47),
+    ("vit_b_laion2b", "cdtm_lp"): (84.31, 78.33, 87.41, 81.21),
+    ("convnext_b_in21k", "sft"): (88.76, 87.60, 91.01, 88.18),
+    ("convnext_b_laion400m", "sft"): (88.18, 88.63, 91.37, 88.41),
+    ("convnext_b_laion2b", "sft"): (93.09, 87.14, 92.45, 90.02),
+    ("vit_b_in21k", "sft"): (88.99, 88.01, 91.37, 88.50),
+    ("vit_b_laion400m", "sft"): (93.15, 90.89, 93.88, 92.01),
+    ("vit_b_laion2b", "sft"): (92.74, 91.08, 94.24, 91.91),
+}
+
+#: Table VIII (LAION-2B -> BreakHis), Acc / F1 of the five ways to train
+TABLE_VIII = {
+    ("convnext_b_laion2b", "scratch"): (65.47, 33.26), ("convnext_b_laion2b", "linear_probe"):
+    (72.66, 55.97), ("convnext_b_laion2b", "cdtm_lp"): (84.17, 77.83),
+    ("convnext_b_laion2b", "full"): (89.93, 86.01), ("convnext_b_laion2b", "sft"): (92.45, 90.02),
+    ("vit_b_laion2b", "scratch"): (74.10, 61.87), ("vit_b_laion2b", "linear_probe"): (64.75, 31.60),
+    ("vit_b_laion2b", "cdtm_lp"): (87.41, 81.21), ("vit_b_laion2b", "full"): (89.93, 86.39),
+    ("vit_b_laion2b", "sft"): (94.24, 91.91),
+}
+
+#: Table VII (224 px): Params (M), FLOPs (G) as the paper counts them, trainable share (%)
+TABLE_VII = {
+    "ResNet-50": (25.56, 4.12, 100.0), "VGG-16": (138.36, 15.50, 100.0),
+    "VGG-19": (143.67, 19.67, 100.0), "ConvNeXt-B": (88.85, 15.42, 100.0),
+    "ConvNeXt-B-CDTM-LP": (99.32, 15.88, 10.5), "ViT-B": (85.77, 16.86, 100.0),
+    "ViT-B-CDTM-LP": (102.84, 17.90, 16.6),
+}
+#: how the kit builds each Table VII row: (timm name, pool, head, strategy, classes)
+TABLE_VII_MODELS = {
+    "ResNet-50": ("resnet50", "avg", "linear", "full", 1000),
+    "VGG-16": ("vgg16", "avg", "linear", "full", 1000),
+    "VGG-19": ("vgg19", "avg", "linear", "full", 1000),
+    "ConvNeXt-B": ("convnext_base", "avg", "linear", "full", 4),
+    "ConvNeXt-B-CDTM-LP": ("convnext_base", "tokens", "cdtm", "cdtm_lp", 4),
+    "ViT-B": ("vit_base_patch16_224", "token", "linear", "full", 4),
+    "ViT-B-CDTM-LP": ("vit_base_patch16_224", "tokens", "cdtm", "cdtm_lp", 4),
+}
+
+
+def kit_cells(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean over seeds of the kit's complete runs as the paper's columns, indexed by (model,
+    strategy); F1 is 2PR / (P + R) of the macro P and R, as the paper's."""
+    done = runs[runs["status"] == STATUS_COMPLETE]
+    if done.empty:
+        return pd.DataFrame(columns=list(COLUMNS) + ["seeds"])
+    rows = {}
+    for (model, strategy), g in done.groupby(["model", "strategy"]):
+        p, r = g["precision"].mean(), g["recall"].mean()
+        rows[(model, strategy)] = {"Pre": 100 * p, "Rec": 100 * r, "Acc": 100 * g["test_acc"].mean(),
+                                   "F1": 100 * f1_of_macro_pr(p, r), "seeds": len(g)}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def side_by_side(paper: dict, runs: pd.DataFrame, columns: tuple[str, ...] = COLUMNS
+                 ) -> pd.DataFrame:
+    """Paper cells, the kit's cells and the difference (kit - paper, points) per row; rows the
+    kit has not run show the paper alone."""
+    ours = kit_cells(runs)
+    out = []
+    for key, cells in paper.items():
+        row = {"model": key[0], "strategy": key[1]}
+        for c, v in zip(columns, cells):
+            row[f"{c} paper"] = v
+            have = key in ours.index
+            row[f"{c} kit"] = ours.loc[key, c] if have else float("nan")
+            row[f"{c} diff"] = row[f"{c} kit"] - v
+        row["seeds"] = int(ours.loc[key, "seeds"]) if key in ours.index else 0
+        out.append(row)
+    return pd.DataFrame(out).set_index(["model", "strategy"])
+
+
+def table_vii_measured(rows: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """Params (M), MACs of conv and linear layers (G) and the trainable share of each Table VII
+    row, built here without weights, next to the paper's."""
+    import torch
+
+    from ..models.factory import create_model
+    from ..models.info import count_macs
+    from ..training.strategies import count_params, get_strategy
+
+    out = {}
+    for name in rows or tuple(TABLE_VII_MODELS):
+        timm_name, pool, head, strategy, classes = TABLE_VII_MODELS[name]
+        with torch.random.fork_rng(devices=[]):
+            model, _ = create_model(timm_name, classes, weights="none", img_size=224, pool=pool,
+                                    head=head)
+        total = sum(p.numel() for p in model.parameters())
+        strat = get_strategy(strategy)
+        trainable = count_params(strat.param_groups(model, 1.0, strat.stages(1)[0]))
+        paper = TABLE_VII[name]
+        out[name] = {"Params (M) paper": paper[0], "Params (M) kit": total / 1e6,
+                     "FLOPs (G) paper": paper[1], "MACs (G) kit": count_macs(model, 224) / 1e9,
+                     "Train % paper": paper[2], "Train % kit": 100 * trainable / total}
+        del model
+    return pd.DataFrame.from_dict(out, orient="index")
