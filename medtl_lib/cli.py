@@ -18,7 +18,9 @@ _HELP = {
              "model name",
     "weights": "auto | none | PATH",
     "strategy": "`medtl strategies` lists them with their arguments",
-    "pool": "avg | token (a ViT's class token) | flatten | tokens (the token sequence, for cdtm)",
+    "pool": "avg | token (a ViT's class token) | flatten | tokens (the token sequence, for cdtm) "
+            "| avg_raw (mean of forward_features, no head norm)",
+    "normalize": "input mean/std: model (the backbone's) | clip (seed 002's code)",
     "head": "classifier head: linear | cdtm (seed 002; needs --pool tokens)",
     "img_size": "input size in pixels",
     "epochs": "default: 10 (brain MRI) or 20; a staged strategy splits them",

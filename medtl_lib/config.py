@@ -20,7 +20,8 @@ DEVICES = ("auto", "cpu", "cuda")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 PIPELINES = ("cached", "per_image")
 AUGMENTATIONS = ("timm", "cdtm")  # timm's random-resized crop + flip | seed 002's (data.aug_cdtm)
-POOLS = ("avg", "token", "flatten", "tokens")  # how features leave the backbone (models.factory)
+POOLS = ("avg", "token", "flatten", "tokens", "avg_raw")  # how features leave the backbone
+NORMALIZATIONS = ("model", "clip")  # input mean/std: the backbone's own | CLIP's (seed 002's code)
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class RunConfig:
     hflip: float = 0.5
     augment: bool = True  # False: training sees the eval transform (fixed inputs; see cache_features)
     augmentation: str = "timm"  # timm (random-resized crop + flip) | cdtm (seed 002's; cached pipeline)
+    normalize: str = "model"  # input mean/std: model (the backbone's) | clip (seed 002's code, all backbones)
     pipeline: str = "cached"  # cached (decode once, augment batches on the device) | per_image (PIL + timm per image, the authors')
     cache_features: bool = True  # frozen backbone and augment=False: compute features once, train the head on them
     seed: int = 42
@@ -95,6 +97,8 @@ class RunConfig:
         _check(self.pipeline in PIPELINES,
                f"pipeline must be one of {PIPELINES}, got {self.pipeline!r}")
         _check(self.amp in AMP_MODES, f"amp must be one of {AMP_MODES}, got {self.amp!r}")
+        _check(self.normalize in NORMALIZATIONS,
+               f"normalize must be one of {NORMALIZATIONS}, got {self.normalize!r}")
         _check(self.augmentation in AUGMENTATIONS,
                f"augmentation must be one of {AUGMENTATIONS}, got {self.augmentation!r}")
         _check(self.augmentation == "timm" or self.pipeline == "cached",

@@ -38,6 +38,10 @@ from .training.trainer import Trainer, schedule_factory
 from .utils import atomic_write, atomic_write_json, seed_everything
 
 
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
 class RunConfigMismatchError(ValueError):
     """The run folder holds a run made with another configuration."""
 
@@ -233,6 +237,8 @@ def train_run(cfg: RunConfig, progress: bool | None = None, log=print) -> RunRes
     model, info = create_model(cfg.model, len(index.class_names), weights=cfg.weights,
                                img_size=cfg.img_size, pool=cfg.pool, head=cfg.head,
                                head_args=cfg.head_args)
+    if cfg.normalize == "clip":  # seed 002's code normalises every backbone's input as CLIP's
+        info.data_config.update(mean=CLIP_MEAN, std=CLIP_STD)
     strategy = get_strategy(cfg.strategy, cfg.strategy_args)
     log(f"data: {index.root} ({len(index.frame)} images, classes {index.class_names}); "
         f"split {index.frame['split'].value_counts().to_dict()}")

@@ -236,3 +236,35 @@ def test_table_vii_measured_for_the_cdtm_rows():
     assert round(row["Train % kit"], 1) == 16.6 == row["Train % paper"]
     assert row["Params (M) kit"] == pytest.approx(102.876100)
     assert row["MACs (G) kit"] == pytest.approx(17.89, abs=0.01)
+
+
+def test_avg_raw_is_the_token_mean_without_convnexts_head_norm():
+    x = torch.randn(2, 3, 64, 64)
+    for name, same in (("test_resnet", True), ("convnext_atto", False)):
+        torch.manual_seed(0)
+        avg, _ = create_model(name, 3, weights="none", img_size=64, pool="avg")
+        torch.manual_seed(0)
+        raw, _ = create_model(name, 3, weights="none", img_size=64, pool="avg_raw")
+        raw.load_state_dict(avg.state_dict())
+        avg.eval(), raw.eval()
+        with torch.no_grad():
+            fa, fr = avg.backbone(x), raw.backbone(x)
+            expected = raw.backbone.forward_features(x).mean((2, 3))
+        assert fr.shape == fa.shape and torch.allclose(fr, expected, atol=1e-6)
+        assert torch.allclose(fa, fr, atol=1e-5) == same, name
+
+
+def test_clip_normalisation_is_recorded_with_the_run(synth_root, tmp_path):
+    from medtl_lib.config import RunConfig
+    from medtl_lib.models.factory import load_run_model
+    from medtl_lib.train_run import CLIP_MEAN, CLIP_STD, train_run
+
+    data = synth_root("brain_tumor_mri", n_per_class=10, size=32)
+    train_run(RunConfig(dataset="brain_tumor_mri", data_dir=str(data), model="test_resnet",
+                        weights="none", img_size=32, epochs=1, normalize="clip",
+                        out=str(tmp_path / "r")), progress=False, log=lambda *a: None)
+    _, _, meta = load_run_model(tmp_path / "r")
+    assert tuple(meta["data_config"]["mean"]) == CLIP_MEAN
+    assert tuple(meta["data_config"]["std"]) == CLIP_STD
+    with pytest.raises(ValueError, match="normalize must be one of"):
+        RunConfig(normalize="imagenet")

@@ -28,7 +28,7 @@ from .names import ALIASES, PRESETS, ModelPreset, resolve_model_name  # noqa: F4
 
 # Our pool name -> timm's ``global_pool`` creation kwarg. The pooling lives inside the timm backbone
 # (not in a module of ours), so every backbone parameter keeps its ``backbone.*`` key.
-_TIMM_POOL = {"avg": "avg", "token": "token", "flatten": "", "tokens": ""}
+_TIMM_POOL = {"avg": "avg", "token": "token", "flatten": "", "tokens": "", "avg_raw": ""}
 
 
 # --- head registry -------------------------------------------------------------------------------
@@ -98,6 +98,9 @@ class Classifier(nn.Module):
       feature cache relies on that). The head's in-features come from one dummy forward at
       ``img_size`` (default: the backbone's pretrained input size), so such a model only accepts
       inputs of that size.
+    - ``avg_raw`` (seed 002's baselines): the mean of ``forward_features`` over positions (a CNN)
+      or non-prefix tokens (a ViT), without the pooled head norm timm's ``avg`` keeps for
+      ConvNeXt; for a ResNet it equals ``avg``.
     - ``tokens`` (seed 002's CDTM): ``forward_features`` as a (B, p, d) token sequence - a ViT's
       patch tokens after its final norm without the prefix (class) tokens, a CNN's last feature
       map flattened to h*w tokens (before any head norm). For heads that take tokens (``cdtm``);
@@ -123,6 +126,10 @@ class Classifier(nn.Module):
         extra: dict = {}
         if pool == "flatten":
             backbone.register_forward_hook(_flatten_output)
+            self.in_features = _probe_features(backbone, img_size)
+        elif pool == "avg_raw":
+            backbone.forward = backbone.forward_features
+            backbone.register_forward_hook(_mean_of_tokens)
             self.in_features = _probe_features(backbone, img_size)
         elif pool == "tokens":
             if not getattr(build_head, "takes_tokens", False):
@@ -169,6 +176,10 @@ def _flatten_output(module: nn.Module, args: tuple, output: torch.Tensor) -> tor
     return output.flatten(1)
 
 
+def _mean_of_tokens(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+    return _to_tokens(module, args, output).mean(1)
+
+
 def _to_tokens(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
     """forward_features -> (B, p, d): a CNN map's h*w positions, a ViT's non-prefix tokens."""
     if output.ndim == 4:
@@ -186,7 +197,8 @@ def _probe_shape(backbone: nn.Module, img_size: int | None) -> tuple[int, ...]:
     if img_size is None:
         size = (getattr(backbone, "pretrained_cfg", None) or {}).get("input_size")
         if not size:
-            raise ValueError("pool='flatten' and pool='tokens' need img_size: the head's size depends on it")
+            raise ValueError(f"pool='flatten', 'tokens' and 'avg_raw' need img_size: the head's "
+                             "size depends on it")
         img_size = int(size[-1])
     was_training = backbone.training
     backbone.eval()
