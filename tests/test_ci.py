@@ -1,0 +1,62 @@
+"""Confidence intervals (seed 004; every results table): the properties issue 13 asks for."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from medtl_lib.evaluation.ci import (accuracy, auroc_macro, bootstrap, ci95, delong,
+                                     sensitivity_macro, specificity_macro, wilson)
+
+
+def _binary(n: int, seed: int = 0, separation: float = 1.0):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    scores = 1 / (1 + np.exp(-(rng.normal(size=n) + separation * (2 * labels - 1))))
+    return labels, np.stack([1 - scores, scores], 1)
+
+
+def test_wilson_matches_the_textbook_values():
+    low, high = wilson(8, 10)
+    assert (round(low, 4), round(high, 4)) == (0.4902, 0.9433)
+    assert wilson(0, 20)[0] == 0.0 and wilson(20, 20)[1] == 1.0
+
+
+def test_delong_and_bootstrap_agree_on_a_binary_auroc():
+    labels, probs = _binary(1000)
+    auc, (low, high) = delong(labels, probs[:, 1])
+    assert auc == pytest.approx(roc_auc_score(labels, probs[:, 1]), abs=1e-12)
+    b_low, b_high = bootstrap(labels, probs, auroc_macro, n_boot=1000, seed=1)
+    assert abs(low - b_low) < 0.01 and abs(high - b_high) < 0.01
+    assert low < auc < high
+
+
+def test_a_perfect_ranker_gets_one_to_one():
+    labels = np.array([0] * 50 + [1] * 50)
+    probs = np.stack([1 - labels * 0.9 - 0.05, labels * 0.9 + 0.05], 1)
+    assert delong(labels, probs[:, 1]) == (1.0, (1.0, 1.0))
+    assert bootstrap(labels, probs, auroc_macro, n_boot=200) == (1.0, 1.0)
+
+
+def test_same_seed_same_interval_containing_the_estimate_and_shrinking_as_one_over_root_n():
+    labels, probs = _binary(500, seed=3)
+    a = ci95(labels, probs, n_boot=300, seed=7)
+    assert a == ci95(labels, probs, n_boot=300, seed=7)
+    for name, c in a.items():
+        assert c["low"] <= c["value"] <= c["high"], name
+    widths = []
+    for n in (400, 1600):
+        labels, probs = _binary(n, seed=5)
+        low, high = bootstrap(labels, probs, accuracy, n_boot=600, seed=0)
+        widths.append(high - low)
+    assert 0.35 < widths[1] / widths[0] < 0.65  # 1 / sqrt(4) = 0.5
+
+
+def test_macro_sensitivity_and_specificity_by_hand():
+    labels = np.array([0, 0, 0, 1, 1, 2])
+    pred = np.array([0, 0, 1, 1, 2, 2])
+    probs = np.eye(3)[pred]
+    # sensitivity: 2/3, 1/2, 1/1; specificity: 3/3, 3/4, 4/5
+    assert sensitivity_macro(labels, probs) == pytest.approx((2 / 3 + 1 / 2 + 1) / 3)
+    assert specificity_macro(labels, probs) == pytest.approx((1 + 3 / 4 + 4 / 5) / 3)
+    assert np.isnan(auroc_macro(np.array([0, 0, 1]), np.eye(3)[[0, 1, 1]]))
