@@ -145,6 +145,15 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--no-latency", action="store_true", help="skip the timing")
     info.add_argument("--json", action="store_true", help="one JSON object")
 
+    rep = sub.add_parser("report", help="reports on finished runs").add_subparsers(
+        dest="report_command", required=True)
+    ci = rep.add_parser("ci", help="95%% confidence intervals of a run's test metrics, "
+                        "recomputed from its predictions_test.csv")
+    ci.add_argument("run_dir")
+    ci.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples")
+    ci.add_argument("--seed", type=int, default=0)
+    ci.add_argument("--json", action="store_true")
+
     data = sub.add_parser("data", help="inspect or generate datasets").add_subparsers(
         dest="data_command", required=True)
     c = data.add_parser("check", help="counts per class and every problem found")
@@ -218,6 +227,12 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"out": str(result.out), "test": {
                 k: result.metrics["test"][k] for k in
                 ("accuracy", "precision_macro", "recall_macro", "f1_macro")}}, indent=2))
+            return 0
+        if args.command == "report" and args.report_command == "ci":
+            from .evaluation.ci import format_ci, run_ci
+
+            table = run_ci(args.run_dir, args.n_boot, args.seed)
+            print(json.dumps(table, indent=2) if args.json else format_ci(table))
             return 0
         if args.command == "strategies":
             return _print_strategies(args.json)

@@ -25,6 +25,7 @@ from .data.registry import DatasetNotFoundError, get_spec
 from .data.splits import (fold_split, grouped_split, load_split, predefined_split, save_split,
                           stratified_split)
 from .device import select_device, tune_cpu_allocator
+from .evaluation.ci import ci95
 from .evaluation.metrics import classification_metrics, predictions_frame
 from .faults import point as fault_point
 from .models.factory import create_model, save_model_spec
@@ -278,6 +279,8 @@ def train_run(cfg: RunConfig, progress: bool | None = None, log=print) -> RunRes
     for s in ("train", "val", "test"):
         ev = trainer.evaluate(eval_loaders[s], desc=f"evaluate {s}", model=final_model)
         metrics[s] = classification_metrics(ev.labels, ev.probs, index.class_names)
+        if s == "test":  # 95% intervals (seeded bootstrap, Wilson, DeLong): evaluation.ci
+            metrics[s]["ci95"] = ci95(ev.labels, ev.probs)
         preds = predictions_frame(splits[s]["path"].tolist(), ev.labels, ev.probs, index.class_names)
         atomic_write(out / f"predictions_{s}.csv", lambda p, f=preds: f.to_csv(p, index=False))
         fault_point("eval.split")

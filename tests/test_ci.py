@@ -60,3 +60,39 @@ def test_macro_sensitivity_and_specificity_by_hand():
     assert sensitivity_macro(labels, probs) == pytest.approx((2 / 3 + 1 / 2 + 1) / 3)
     assert specificity_macro(labels, probs) == pytest.approx((1 + 3 / 4 + 4 / 5) / 3)
     assert np.isnan(auroc_macro(np.array([0, 0, 1]), np.eye(3)[[0, 1, 1]]))
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_the_vectorised_bootstrap_equals_one_resample_at_a_time(k):
+    from medtl_lib.evaluation.ci import METRICS, bootstrap_all
+
+    rng = np.random.default_rng(k)
+    labels = rng.integers(0, k, 120)
+    probs = rng.dirichlet(np.ones(k), 120)
+    probs[np.arange(120), labels] += 0.3  # better than chance
+    probs /= probs.sum(1, keepdims=True)
+    fast = bootstrap_all(labels, probs, n_boot=60, seed=2)
+    idx = np.random.default_rng(2).integers(0, 120, (60, 120))
+    for name, fn in METRICS.items():
+        slow = np.array([fn(labels[i], probs[i]) for i in idx])
+        np.testing.assert_allclose(fast[name], slow, rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+def test_every_run_records_its_intervals_and_the_cli_recomputes_them(synth_root, tmp_path,
+                                                                     capsys):
+    import json
+
+    from medtl_lib.cli import main
+
+    data = synth_root("brain_tumor_mri", n_per_class=10, size=32)
+    out = tmp_path / "r"
+    assert main(["train", "--dataset", "brain_tumor_mri", "--data-dir", str(data), "--model",
+                 "test_resnet", "--weights", "none", "--img-size", "32", "--epochs", "1",
+                 "--out", str(out), "--no-progress"]) == 0
+    saved = json.loads((out / "metrics.json").read_text())["test"]["ci95"]
+    assert saved["accuracy"]["value"] == pytest.approx(
+        json.loads((out / "metrics.json").read_text())["test"]["accuracy"])
+    capsys.readouterr()
+    assert main(["report", "ci", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == saved  # recomputable from the predictions
+    assert main(["report", "ci", str(tmp_path / "nothing")]) == 2
