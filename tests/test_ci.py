@@ -96,3 +96,13 @@ def test_every_run_records_its_intervals_and_the_cli_recomputes_them(synth_root,
     assert main(["report", "ci", str(out), "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == saved  # recomputable from the predictions
     assert main(["report", "ci", str(tmp_path / "nothing")]) == 2
+
+
+def test_run_metrics_carry_macro_sensitivity_and_specificity():
+    from medtl_lib.evaluation.metrics import classification_metrics
+
+    labels = np.array([0, 0, 0, 1, 1, 2])
+    probs = np.eye(3)[[0, 0, 1, 1, 2, 2]]
+    m = classification_metrics(labels, probs, ["a", "b", "c"])
+    assert m["sensitivity_macro"] == pytest.approx(m["recall_macro"])
+    assert m["specificity_macro"] == pytest.approx(specificity_macro(labels, probs))

@@ -24,6 +24,13 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray,
                                                          zero_division=0)
         out[f"precision_{avg}"], out[f"recall_{avg}"], out[f"f1_{avg}"] = float(p), float(r), float(f)
     out["balanced_accuracy"] = float(skm.balanced_accuracy_score(labels, pred))
+    cm = skm.confusion_matrix(labels, pred, labels=ids).astype(np.float64)
+    tp = np.diag(cm)
+    tn = cm.sum() - cm.sum(0) - cm.sum(1) + tp
+    with np.errstate(invalid="ignore", divide="ignore"):  # seed 004's names for the same rates
+        # an absent class counts 0, as sklearn's zero_division=0 (so this equals recall_macro)
+        out["sensitivity_macro"] = float(np.mean(np.nan_to_num(tp / cm.sum(1))))
+        out["specificity_macro"] = float(np.mean(np.nan_to_num(tn / (cm.sum() - cm.sum(1)))))
     out["auroc_macro"] = _auroc(labels, probs, k)
     out["confusion_matrix"] = skm.confusion_matrix(labels, pred, labels=ids).tolist()
     p, r, f, s = skm.precision_recall_fscore_support(labels, pred, labels=ids, zero_division=0)
