@@ -271,9 +271,7 @@ def test_clip_normalisation_is_recorded_with_the_run(synth_root, tmp_path):
 
 
 def test_sft_killed_inside_stage_two_resumes_identically(loaders, tmp_path):
-    import pandas as pd
-
-    from test_strategies_seed001 import _trainer
+    from test_strategies_seed001 import _trainer, assert_same_run
 
     train, val = loaders
 
@@ -292,11 +290,7 @@ def test_sft_killed_inside_stage_two_resumes_identically(loaders, tmp_path):
         t.fit(train, val, seed=4)
     resumed = make(tmp_path / "run").fit(train, val, seed=4)
     assert resumed.resumed_from == 3
-    cols = [c for c in ref.history.columns if c != "seconds"]
-    pd.testing.assert_frame_equal(ref.history[cols], resumed.history[cols], check_exact=True)
-    a = torch.load(tmp_path / "ref" / "best.pt", weights_only=True)["model"]
-    b = torch.load(tmp_path / "run" / "best.pt", weights_only=True)["model"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert_same_run(ref, resumed, tmp_path / "ref", tmp_path / "run")
     lp = torch.load(tmp_path / "run" / "best_lp.pt", weights_only=True)["model"]
     start = _cdtm_model().state_dict()  # stage lp kept the backbone at its starting weights
     assert all(torch.equal(lp[k], start[k]) for k in start if k.startswith("backbone."))

@@ -116,10 +116,7 @@ def _truncate(path: Path) -> None:
 
 def test_a_damaged_last_pt_resumes_from_the_one_before_with_identical_numbers(loaders,
                                                                                tmp_path):
-    import pandas as pd
-    import torch
-
-    from test_strategies_seed001 import _trainer
+    from test_strategies_seed001 import _trainer, assert_same_run
 
     train, val = loaders
 
@@ -142,11 +139,7 @@ def test_a_damaged_last_pt_resumes_from_the_one_before_with_identical_numbers(lo
                                          r"\(after epoch 1\)"):
         resumed = make(tmp_path / "run").fit(train, val, seed=4)
     assert resumed.resumed_from == 1
-    cols = [c for c in ref.history.columns if c != "seconds"]
-    pd.testing.assert_frame_equal(ref.history[cols], resumed.history[cols], check_exact=True)
-    a = torch.load(tmp_path / "ref" / "best.pt", weights_only=True)["model"]
-    b = torch.load(tmp_path / "run" / "best.pt", weights_only=True)["model"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert_same_run(ref, resumed, tmp_path / "ref", tmp_path / "run")
 
 
 def test_no_intact_checkpoint_is_a_named_error_that_keeps_the_files(loaders, tmp_path):

@@ -314,8 +314,13 @@ def test_killed_inside_a_stage_resumes_identically(name, args, kill_after, loade
         t.fit(train, val, seed=4)
     resumed = make(tmp_path / "run").fit(train, val, seed=4)
     assert resumed.resumed_from == kill_after
+    assert_same_run(ref, resumed, tmp_path / "ref", tmp_path / "run")
+
+
+def assert_same_run(ref, resumed, ref_dir, run_dir) -> None:
+    """A resumed fit equals the uninterrupted one: history (bar timings) and best.pt weights."""
     cols = [c for c in ref.history.columns if c != "seconds"]
     pd.testing.assert_frame_equal(ref.history[cols], resumed.history[cols], check_exact=True)
-    a = torch.load(tmp_path / "ref" / "best.pt", weights_only=True)["model"]
-    b = torch.load(tmp_path / "run" / "best.pt", weights_only=True)["model"]
+    a = torch.load(ref_dir / "best.pt", weights_only=True)["model"]
+    b = torch.load(run_dir / "best.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -329,6 +329,16 @@ def _walk_images(folder: Path) -> Iterator[Path]:
                 yield Path(dirpath) / fn
 
 
+#: where both BreaKHis sets (400X binary, 200X malignant subtypes) come from: one download
+_BREAKHIS_SOURCE = dict(
+    modality="Microscopic biopsy",
+    kaggle_slug="ambarish/breakhis",
+    source_url="https://web.inf.ufpr.br/vri/databases/breast-cancer-histopathological-database-breakhis/",
+    license="Free for research use on request of citation (see the source page)",
+    citation="Spanhol F.A. et al., A dataset for breast cancer histopathological image "
+             "classification, IEEE TBME 63(7), 2016",
+)
+
 DATASETS: dict[str, DatasetSpec] = {
     "sarscov2_ct": DatasetSpec(
         name="sarscov2_ct",
@@ -352,12 +362,7 @@ DATASETS: dict[str, DatasetSpec] = {
         classes=("benign", "malignant"),
         paper_count=1693,
         default_epochs=20,
-        modality="Microscopic biopsy",
-        kaggle_slug="ambarish/breakhis",
-        source_url="https://web.inf.ufpr.br/vri/databases/breast-cancer-histopathological-database-breakhis/",
-        license="Free for research use on request of citation (see the source page)",
-        citation="Spanhol F.A. et al., A dataset for breast cancer histopathological image "
-                 "classification, IEEE TBME 63(7), 2016",
+        **_BREAKHIS_SOURCE,
     ),
     "breakhis_200x_malignant": DatasetSpec(
         name="breakhis_200x_malignant",
@@ -367,12 +372,7 @@ DATASETS: dict[str, DatasetSpec] = {
                  "papillary_carcinoma"),
         paper_count=1390,
         default_epochs=50,
-        modality="Microscopic biopsy",
-        kaggle_slug="ambarish/breakhis",
-        source_url="https://web.inf.ufpr.br/vri/databases/breast-cancer-histopathological-database-breakhis/",
-        license="Free for research use on request of citation (see the source page)",
-        citation="Spanhol F.A. et al., A dataset for breast cancer histopathological image "
-                 "classification, IEEE TBME 63(7), 2016",
+        **_BREAKHIS_SOURCE,
         magnification="200",
         label_from="malignant_subtype",
         folds=(5, 1, 0, (1,)),  # StratifiedKFold(5, shuffle, random_state=1): val 0, test 1
