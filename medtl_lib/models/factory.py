@@ -272,8 +272,9 @@ def create_model(name: str, num_classes: int, weights: str = "auto", img_size: i
     """
     if num_classes < 2:
         raise ValueError(f"num_classes must be >= 2, got {num_classes}")
-    timm_name, _ = resolve_model_name(name)
-    spec = ModelSpec(name, timm_name, num_classes, img_size, pool, head, dict(head_args or {}))
+    timm_name, preset = resolve_model_name(name)
+    spec = ModelSpec(name, timm_name, num_classes, img_size, pool, head, dict(head_args or {}),
+                     [dict(op) for op in (preset.surgery if preset else ())])
     return build_model(spec, weights)
 
 
@@ -283,9 +284,12 @@ def build_model(spec: ModelSpec, weights: str = "auto") -> tuple[Classifier, Mod
     ``model.spec``."""
     if spec.num_classes < 2:
         raise ValueError(f"num_classes must be >= 2, got {spec.num_classes}")
-    if spec.surgery:
-        raise NotImplementedError(f"model surgery {[s.get('op') for s in spec.surgery]} is not "
-                                  "supported by this version of medtl_lib")
+    from .surgery import OPS, apply_surgery
+
+    unknown = [op.get("op") for op in spec.surgery if op.get("op") not in OPS]
+    if unknown:  # before any weights are fetched
+        raise NotImplementedError(f"model surgery {unknown} is not supported by this version of "
+                                  f"medtl_lib (known: {', '.join(OPS)})")
     head_builder(spec.head)
     timm_name, img_size = spec.timm_name, spec.img_size
     kwargs = backbone_kwargs(timm_name, spec.pool, img_size)
@@ -304,6 +308,7 @@ def build_model(spec: ModelSpec, weights: str = "auto") -> tuple[Classifier, Mod
         else:
             backbone = _from_file(timm_name, kwargs, str(weights))
         source = f"file:{weights}"
+    backbone = apply_surgery(backbone, spec.surgery)
     model = Classifier(backbone, spec.num_classes, spec.pool, spec.head, spec.head_args, img_size)
     if own_ckpt is not None:
         load_model_state(model, own_ckpt, what=str(weights))

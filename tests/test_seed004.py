@@ -1,0 +1,128 @@
+"""Seed 004's settings: pretrained / random x frozen / top / all, the ten presets, Keras-style heads."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from medtl_lib.models.factory import create_model, load_run_model, save_model_spec
+from medtl_lib.models.names import PRESETS, SEED004_MODELS
+from medtl_lib.training.strategies import get_strategy
+from medtl_lib.training.strategy_top_layers import top_layer_names
+
+# spec Section 4.2, verified: trainable parameters of a ResNet-18 stand-in with 4 classes
+RESNET18_TRAINABLE = {"linear_probe": 2_052, "top_layers": 8_395_780, "full": 11_178_564}
+
+
+def _trainable_after_epoch_start(model, strategy_name: str) -> int:
+    strategy = get_strategy(strategy_name)
+    stage = strategy.stages(1)[0]
+    strategy.on_epoch_start(model, stage, 0)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("weights", ["none"])  # S4/S5 here; S1-S3 differ only in the weights
+@pytest.mark.parametrize("strategy", sorted(RESNET18_TRAINABLE))
+def test_trainable_counts_per_setting_match_the_spec(strategy, weights):
+    model, _ = create_model("resnet18", 4, weights=weights, img_size=64)
+    assert _trainable_after_epoch_start(model, strategy) == RESNET18_TRAINABLE[strategy]
+
+
+def test_random_top_and_random_all_start_from_the_same_weights():
+    """S4 and S5 differ only in what trains: the same seed gives the same random network."""
+    torch.manual_seed(7)
+    a, _ = create_model("resnet18", 4, weights="none", img_size=64)
+    torch.manual_seed(7)
+    b, _ = create_model("resnet18", 4, weights="none", img_size=64)
+    for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(x, y), k
+
+
+def test_top_layers_leaves_the_frozen_part_bit_for_bit(loaders):
+    """After real optimizer steps the layers below the top stage, their BatchNorm statistics
+    included, are unchanged; the top stage and the head moved."""
+    from medtl_lib.device import select_device
+    from medtl_lib.training.trainer import Trainer, schedule_factory
+
+    train, val = loaders
+    model, _ = create_model("test_resnet", 4, weights="none", img_size=32)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    top = top_layer_names(model)
+    t = Trainer(model, get_strategy("top_layers"), select_device("cpu"), lr=1e-2, epochs=1,
+                schedules=schedule_factory("none", {}), select_by="val_loss", progress=False)
+    t.fit(train, val)
+    after = t.model.state_dict()
+    top_modules = {n.rsplit(".", 1)[0] for n in top}
+    moved_top = frozen = 0
+    for k, v in before.items():
+        owner = k.rsplit(".", 1)[0]
+        if owner in top_modules:
+            moved_top += not torch.equal(after[k], v)
+        else:
+            assert torch.equal(after[k], v), f"{k} is below the top stage and changed"
+            frozen += 1
+    assert moved_top > 0 and frozen > 0
+    assert any(n.startswith("head.") for n in top)
+
+
+def test_top_groups_opens_more_stages_and_refuses_too_many():
+    model, _ = create_model("resnet18", 4, weights="none", img_size=64)
+    one, two = top_layer_names(model, 1), top_layer_names(model, 2)
+    assert one < two and any(n.startswith("backbone.layer3.") for n in two - one)
+    with pytest.raises(ValueError, match="4 stages"):
+        top_layer_names(model, 5)
+
+
+@pytest.mark.parametrize("name, prefixes", [
+    ("inception_v3", ("Mixed_7a.", "Mixed_7b.", "Mixed_7c.")),
+    ("legacy_xception", ("block12.", "conv3.", "bn3.", "conv4.", "bn4.")),
+])
+def test_exit_stage_is_listed_where_timm_groups_too_little(name, prefixes):
+    model, _ = create_model(name, 2, weights="none", img_size=96)
+    names = top_layer_names(model)
+    backbone = {n[len("backbone."):] for n in names if n.startswith("backbone.")}
+    assert backbone and all(n.startswith(prefixes) for n in backbone)
+    assert {p for p in prefixes if any(n.startswith(p) for n in backbone)} == set(prefixes)
+    with pytest.raises(ValueError, match="top_groups=1"):
+        top_layer_names(model, 2)
+
+
+# timm names and backbone sizes without a head, spec Section 4.2 [verified]
+SIZES = {"vgg16_gap": 14_714_688, "vgg19_gap": 20_024_384, "resnet50_tv": 23_508_032,
+         "resnet101_tv": 42_500_160, "resnet152_tv": 58_143_808, "inception_v3_tf": 21_785_568,
+         "inception_resnet_v2_tf": 54_306_464, "xception_keras": 20_806_952,
+         "densenet121_tv": 6_953_856, "densenet201_tv": 18_092_928}
+
+
+def test_the_ten_presets_build_with_the_spec_sizes():
+    assert set(SEED004_MODELS) == set(SIZES) and all(m in PRESETS for m in SEED004_MODELS)
+    for name in SEED004_MODELS:
+        with torch.device("meta"):
+            model, info = create_model(name, 2, weights="none", img_size=256)
+        assert sum(p.numel() for p in model.backbone.parameters()) == SIZES[name], name
+
+
+def test_vgg_keras_head_pools_the_conv_features_and_rebuilds_from_the_run(tmp_path):
+    """VGG without fc6/fc7: 512 pooled features into the head, recorded as surgery so that a
+    run's model is rebuilt the same (13 conv layers: VGG16's 14.7 M conv parameters)."""
+    torch.manual_seed(0)
+    model, info = create_model("vgg16_gap", 3, weights="none", img_size=64)
+    assert model.in_features == 512 and info.spec.surgery == [{"op": "drop_pre_logits"}]
+    assert not any("pre_logits" in n for n, _ in model.named_parameters())
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save({"model": model.state_dict(), "class_names": ["a", "b", "c"], "epoch": 1},
+               run / "best.pt")
+    save_model_spec(info.spec, run)
+    loaded, spec, _ = load_run_model(run)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model.eval()(x))
+    assert spec.surgery == [{"op": "drop_pre_logits"}]
+
+
+def test_unknown_surgery_is_refused_before_building():
+    from medtl_lib.models.factory import ModelSpec, build_model
+
+    with pytest.raises(NotImplementedError, match="truncate.*known: drop_pre_logits"):
+        build_model(ModelSpec("resnet18", "resnet18", 2, 64, surgery=[{"op": "truncate"}]),
+                    weights="none")
