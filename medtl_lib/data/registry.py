@@ -1,6 +1,7 @@
 """The one place where each dataset's layout, classes, source and search paths are known."""
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import re
@@ -54,6 +55,18 @@ class DatasetSpec:
     #: the paper's own folds: (n_splits, random_state, val_fold, test_folds) of a StratifiedKFold
     #: (split='folds'), e.g. seed 002's 5-fold BreaKHis split with val fold 0 and test fold 1
     folds: tuple | None = None
+    #: a regex with a named group ``patient`` matched against each file name; a match puts the
+    #: patient id in Record.group, so ``group_by='patient'`` keeps a patient's images together
+    patient_pattern: str = ""
+    #: folders below a download where the class folders sit when they are nested deeper than one
+    #: level (LC25000: lung_colon_image_set/lung_image_sets)
+    inner_paths: tuple[str, ...] = ()
+    #: at most this many images per (source folder, class), a fixed subset chosen by a hash of the
+    #: file's relative path (not by the run's seed: the same images for every run); 0 = all
+    subsample_per_class: int = 0
+    #: the folder name the download is looked for under ($MEDTL_DATA_DIR/<folder>, data/<folder>)
+    #: when a spec is a view of another's data (oct2017_2k reads oct2017's); "" = ``name``
+    folder: str = ""
 
     # ---------------------------------------------------------------- layout
     def class_root(self, path: Path) -> Path | None:
@@ -90,6 +103,13 @@ class DatasetSpec:
         root = self.class_root(path)
         if root is not None:
             return root
+        for inner in self.inner_paths:
+            p: Path | None = path
+            for part in Path(inner).parts:
+                p = _child(p, part) if p else None
+            root = self.class_root(p) if p else None
+            if root is not None:
+                return root
         for sub in _subdirs(path):
             root = self.class_root(sub)
             if root is not None:
@@ -127,12 +147,29 @@ class DatasetSpec:
                 split_dir = _child(root, split)
                 assert split_dir is not None
                 for class_dir, cls in self._class_dirs(split_dir):
-                    for f in _walk_images(class_dir):
-                        yield Record(f, cls, split, f"{split}/{cls}/{f.stem}")
+                    for f in self._subsample(root, _walk_images(class_dir)):
+                        yield Record(f, cls, split, self._group(f, f"{split}/{cls}/{f.stem}"))
             return
         for class_dir, cls in self._class_dirs(root):
-            for f in _walk_images(class_dir):
-                yield Record(f, cls, "", f"{cls}/{f.stem}")
+            for f in self._subsample(root, _walk_images(class_dir)):
+                yield Record(f, cls, "", self._group(f, f"{cls}/{f.stem}"))
+
+    def _group(self, f: Path, default: str) -> str:
+        m = re.match(self.patient_pattern, f.name) if self.patient_pattern else None
+        return m.group("patient") if m else default
+
+    def _subsample(self, root: Path, files: Iterator[Path]) -> Iterator[Path]:
+        """All files, or a fixed subset of ``subsample_per_class`` of them in path order."""
+        if not self.subsample_per_class:
+            yield from files
+            return
+        import hashlib
+
+        def key(f: Path) -> str:
+            return hashlib.sha1(f.relative_to(root).as_posix().encode()).hexdigest()
+
+        kept = sorted(files, key=key)[: self.subsample_per_class]
+        yield from sorted(kept)
 
     def class_names(self, root: Path) -> list[str]:
         """Label order: the spec's classes, or the class folders found (even empty ones)."""
@@ -191,17 +228,18 @@ class DatasetSpec:
         paths: list[Path] = []
         if data_dir:
             return [Path(data_dir).expanduser()]
+        folder = self.folder or self.name
         env = os.environ.get("MEDTL_DATA_DIR")
         if env:
-            paths.append(Path(env).expanduser() / self.name)
-        paths.append(Path.cwd() / "data" / self.name)
-        repo_data = Path(__file__).resolve().parents[2] / "data" / self.name
+            paths.append(Path(env).expanduser() / folder)
+        paths.append(Path.cwd() / "data" / folder)
+        repo_data = Path(__file__).resolve().parents[2] / "data" / folder
         if repo_data not in paths:
             paths.append(repo_data)
         if self.kaggle_slug:
             slug = self.kaggle_slug.split("/")[-1]
             paths += [Path("/kaggle/input") / slug, Path("/kaggle/input/datasets") / self.kaggle_slug]
-        paths.append(Path("/kaggle/input") / self.name)
+        paths.append(Path("/kaggle/input") / folder)
         return paths
 
     def find(self, data_dir: str | os.PathLike | None = None) -> Path:
@@ -402,6 +440,9 @@ DATASETS: dict[str, DatasetSpec] = {
         classes=("NORMAL", "PNEUMONIA"),
         split_folders=("train", "test"),  # its 16-image val/ folder is ignored: val comes from train
         test_folder="test",
+        # person1_bacteria_1.jpeg -> person1; IM-0115-0001.jpeg / NORMAL2-IM-0427-0001.jpeg -> the
+        # IM number (one study per number in the Kermany release)
+        patient_pattern=r"^(?P<patient>person\d+|(?:NORMAL2-)?IM-\d+)[_-]",
         paper_count=5856,
         default_epochs=30,
         modality="X-ray",
@@ -410,6 +451,39 @@ DATASETS: dict[str, DatasetSpec] = {
         license="CC BY 4.0 (Mendeley Data)",
         citation="Kermany D.S. et al., Identifying medical diagnoses and treatable diseases by "
                  "image-based deep learning, Cell 172(5), 2018",
+    ),
+    # Seed 004's three sets (chest X-ray above; spec Section 4.5)
+    "oct2017": DatasetSpec(
+        name="oct2017",
+        title="Retinal OCT, CNV / DME / drusen / normal (Kermany et al. 2018, Kaggle OCT2017)",
+        layout="split_class_folders",
+        classes=("CNV", "DME", "DRUSEN", "NORMAL"),
+        split_folders=("train", "test"),  # its 32-image val/ folder is ignored, as for the X-rays
+        test_folder="test",
+        paper_count=84484,
+        default_epochs=30,
+        modality="OCT",
+        kaggle_slug="paultimothymooney/kermany2018",
+        source_url="https://data.mendeley.com/datasets/rscbjbr9sj/2",
+        license="CC BY 4.0 (Mendeley Data)",
+        citation="Kermany D.S. et al., Identifying medical diagnoses and treatable diseases by "
+                 "image-based deep learning, Cell 172(5), 2018",
+        patient_pattern=r"^[A-Z]+-(?P<patient>\d+)-\d+",  # CNV-1016042-1.jpeg: patient 1016042
+    ),
+    "lc25000_lung": DatasetSpec(
+        name="lc25000_lung",
+        title="LC25000 lung histopathology: adenocarcinoma / benign / squamous cell (Borkowski 2019)",
+        layout="class_folders",
+        classes=("lung_aca", "lung_n", "lung_scc"),
+        paper_count=15000,
+        default_epochs=30,
+        modality="Histopathology",
+        kaggle_slug="andrewmvd/lung-and-colon-cancer-histopathological-images",
+        source_url="https://github.com/tampapath/lung_colon_image_set",
+        license="Free to use (see the source page)",
+        citation="Borkowski A.A. et al., Lung and colon cancer histopathological image dataset "
+                 "(LC25000), arXiv:1912.12142, 2019",
+        inner_paths=("lung_colon_image_set/lung_image_sets", "lung_image_sets"),
     ),
     "ham10000": DatasetSpec(
         name="ham10000",
@@ -455,3 +529,9 @@ def get_spec(name: str) -> DatasetSpec:
         close = difflib.get_close_matches(name, DATASETS, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
         raise ValueError(f"Unknown dataset '{name}'.{hint} Known: {', '.join(DATASETS)}") from None
+
+
+# OCT2017 on a CPU: 2,000 images per class of train (test's 242 per class stay whole).
+DATASETS["oct2017_2k"] = dataclasses.replace(
+    DATASETS["oct2017"], name="oct2017_2k", subsample_per_class=2000, folder="oct2017",
+    title=DATASETS["oct2017"].title + ", at most 2,000 images per class and folder")

@@ -1,0 +1,86 @@
+"""Seed 004's datasets on tiny hand-made folders in their download layouts: chest X-ray patients
+from file names, OCT2017 (nested, patient ids, a fixed per-class subsample), LC25000's lung set."""
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from medtl_lib.config import RunConfig
+from medtl_lib.data.index import build_index
+from medtl_lib.data.registry import get_spec
+from medtl_lib.train_run import prepare_data
+
+
+def _jpg(path, seed):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(path)
+
+
+def _chest(root):
+    k = 0
+    for s, split in enumerate(("train", "test", "val")):
+        for p in range(10 * s, 10 * s + 6):
+            for i in range(2):
+                _jpg(root / "chest_xray" / split / "PNEUMONIA" / f"person{p}_bacteria_{i}.jpeg", k)
+                _jpg(root / "chest_xray" / split / "NORMAL" / f"IM-{p:04d}-000{i}.jpeg", k + 1)
+                k += 2
+    _jpg(root / "chest_xray" / "train" / "NORMAL" / f"NORMAL2-IM-0427-0001.jpeg", k)
+    _jpg(root / "chest_xray" / "train" / "NORMAL" / f"NORMAL2-IM-0427-0002.jpeg", k + 1)
+
+
+def test_chest_xray_patients_come_from_the_file_names(tmp_path):
+    _chest(tmp_path)
+    spec = get_spec("chest_xray_pneumonia")
+    index = build_index(spec, spec.locate(tmp_path))
+    f = index.frame
+    assert set(f["source_split"]) == {"train", "test"}  # the 16-image val/ folder is not used
+    groups = dict(zip(f["path"].map(lambda p: p.rsplit("/", 1)[-1]), f["group"]))
+    assert groups["person3_bacteria_0.jpeg"] == groups["person3_bacteria_1.jpeg"] == "person3"
+    assert groups["NORMAL2-IM-0427-0001.jpeg"] == groups["NORMAL2-IM-0427-0002.jpeg"] == "NORMAL2-IM-0427"
+    assert groups["IM-0012-0000.jpeg"] == groups["IM-0012-0001.jpeg"] == "IM-0012"
+    # grouped by patient, no patient spans two splits
+    cfg = RunConfig(dataset="chest_xray_pneumonia", data_dir=str(tmp_path), group_by="patient",
+                    val_frac=0.2, test_frac=0.2)
+    split = prepare_data(cfg).frame
+    assert (split.groupby("group")["split"].nunique() == 1).all()
+
+
+def _oct(root, per_class=5):
+    k = 0
+    for split in ("train", "test", "val"):
+        for cls in ("CNV", "DME", "DRUSEN", "NORMAL"):
+            for i in range(per_class):
+                _jpg(root / "OCT2017 " / split / cls / f"{cls}-{100 + i // 2}-{i}.jpeg", k)
+                k += 1
+
+
+def test_oct2017_layout_patients_and_subsample(tmp_path, monkeypatch):
+    import dataclasses
+
+    _oct(tmp_path, per_class=7)
+    spec = get_spec("oct2017")
+    root = spec.locate(tmp_path)  # Kaggle's folder name ends in a space
+    full = build_index(spec, root).frame
+    assert len(full) == 2 * 4 * 7 and full["group"].str.fullmatch(r"\d+").all()
+    small = dataclasses.replace(spec, subsample_per_class=3)
+    a = build_index(small, root).frame
+    b = build_index(small, root).frame
+    assert len(a) == 2 * 4 * 3 and a["path"].tolist() == b["path"].tolist()  # fixed subset
+    assert set(a["path"]) < set(full["path"])
+    assert (a.groupby(["source_split", "class_name"]).size() == 3).all()
+    view = get_spec("oct2017_2k")
+    assert view.subsample_per_class == 2000
+    monkeypatch.setenv("MEDTL_DATA_DIR", str(tmp_path.parent))
+    assert view.search_paths()[0] == tmp_path.parent / "oct2017"  # it reads oct2017's download
+
+
+def test_lc25000_lung_is_found_two_levels_down(tmp_path):
+    for cls in ("lung_aca", "lung_n", "lung_scc"):
+        for i in range(3):
+            _jpg(tmp_path / "lung_colon_image_set" / "lung_image_sets" / cls / f"{cls}{i}.jpeg", i)
+    (tmp_path / "lung_colon_image_set" / "colon_image_sets" / "colon_aca").mkdir(parents=True)
+    spec = get_spec("lc25000_lung")
+    root = spec.locate(tmp_path)
+    assert root.name == "lung_image_sets"
+    assert build_index(spec, root).counts()["total"].tolist() == [3, 3, 3]
