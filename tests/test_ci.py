@@ -106,3 +106,37 @@ def test_run_metrics_carry_macro_sensitivity_and_specificity():
     m = classification_metrics(labels, probs, ["a", "b", "c"])
     assert m["sensitivity_macro"] == pytest.approx(m["recall_macro"])
     assert m["specificity_macro"] == pytest.approx(specificity_macro(labels, probs))
+
+
+def test_f1_macro_matches_sklearn():
+    from sklearn.metrics import f1_score
+
+    from medtl_lib.evaluation.ci import f1_macro
+
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 4, 300)
+    probs = rng.dirichlet(np.ones(4), 300)
+    probs[np.arange(300), labels] += rng.random(300)  # better than chance, not perfect
+    assert f1_macro(labels, probs) == pytest.approx(
+        f1_score(labels, probs.argmax(1), average="macro", labels=range(4), zero_division=0))
+
+
+def test_paired_difference_is_narrower_than_two_separate_intervals():
+    """Two models that share most of their errors: the paired interval of the difference is far
+    narrower than the separate intervals suggest; a model against itself gives exactly 0."""
+    from medtl_lib.evaluation.ci import ci95, paired_difference
+
+    rng = np.random.default_rng(0)
+    n = 400
+    labels = rng.integers(0, 2, n)
+    base = labels + rng.normal(0, 0.8, n)  # shared difficulty per image
+    a = np.stack([-base, base], 1)
+    b = np.stack([-(base + rng.normal(0, 0.2, n)), base + rng.normal(0, 0.2, n)], 1)
+    d = paired_difference(labels, a, b, "auroc_macro", n_boot=500, seed=1)
+    assert d["low"] <= d["value"] <= d["high"]
+    sep_a, sep_b = (ci95(labels, x, n_boot=500, seed=1)["auroc_macro"] for x in (a, b))
+    assert d["high"] - d["low"] < 0.5 * ((sep_a["high"] - sep_a["low"]) + (sep_b["high"] - sep_b["low"]))
+    same = paired_difference(labels, a, a, "accuracy", n_boot=100)
+    assert same["value"] == same["low"] == same["high"] == 0.0
+    with pytest.raises(ValueError, match="unknown metric"):
+        paired_difference(labels, a, b, "auc")

@@ -111,7 +111,8 @@ def bootstrap_all(labels: np.ndarray, probs: np.ndarray, n_boot: int = 2000, see
         out = {"accuracy": tp.sum(1) / len(labels),
                "sensitivity_macro": (tp / (tp + fn)).mean(1),
                "specificity_macro": (tn / (tn + fp)).mean(1),
-               "precision_macro": np.nan_to_num(tp / (tp + fp)).mean(1)}
+               "precision_macro": np.nan_to_num(tp / (tp + fp)).mean(1),
+               "f1_macro": np.nan_to_num(2 * tp / (2 * tp + fp + fn)).mean(1)}
         aucs = []
         for c in ([1] if k == 2 else range(k)):  # binary: the positive class, as roc_auc_score
             pos = y == c
@@ -142,7 +143,7 @@ def _per_class(labels: np.ndarray, probs: np.ndarray) -> dict[str, np.ndarray]:
     tn = cm.sum() - tp - fn - fp
     with np.errstate(invalid="ignore", divide="ignore"):
         return {"sensitivity": tp / (tp + fn), "specificity": tn / (tn + fp),
-                "precision": tp / (tp + fp)}
+                "precision": tp / (tp + fp), "f1": 2 * tp / (2 * tp + fp + fn)}
 
 
 def sensitivity_macro(labels: np.ndarray, probs: np.ndarray) -> float:
@@ -162,6 +163,12 @@ def precision_macro(labels: np.ndarray, probs: np.ndarray) -> float:
     return float(np.mean(np.nan_to_num(_per_class(labels, probs)["precision"])))
 
 
+def f1_macro(labels: np.ndarray, probs: np.ndarray) -> float:
+    """Mean over classes of F1 = 2TP / (2TP + FP + FN); 0 for a class neither present nor
+    predicted (as sklearn's zero_division=0 with every label listed)."""
+    return float(np.mean(np.nan_to_num(_per_class(labels, probs)["f1"])))
+
+
 def auroc_macro(labels: np.ndarray, probs: np.ndarray) -> float:
     """Binary: the AUROC of the positive class; more classes: the one-vs-rest macro average;
     NaN when a class is missing from ``labels``."""
@@ -179,7 +186,7 @@ def auroc_macro(labels: np.ndarray, probs: np.ndarray) -> float:
 METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "accuracy": accuracy, "sensitivity_macro": sensitivity_macro,
     "specificity_macro": specificity_macro, "precision_macro": precision_macro,
-    "auroc_macro": auroc_macro,
+    "f1_macro": f1_macro, "auroc_macro": auroc_macro,
 }
 
 
@@ -217,6 +224,52 @@ def run_ci(run_dir, n_boot: int = 2000, seed: int = 0) -> dict:
     frame = pd.read_csv(path)
     probs = frame[[f"prob_{c}" for c in classes]].to_numpy()
     return ci95(frame["label"].to_numpy(), probs, n_boot, seed)
+
+
+def paired_difference(labels: np.ndarray, probs_a: np.ndarray, probs_b: np.ndarray,
+                      metric: str = "auroc_macro", n_boot: int = 2000, seed: int = 0) -> dict:
+    """metric(A) - metric(B) on the same test images, with a paired percentile bootstrap: both
+    models are scored on the same resamples, so an image that is hard for both cancels out and
+    the interval is much narrower than two separate intervals suggest. An interval that excludes
+    0 says the difference is not a test-set accident (it says nothing about training seeds)."""
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric '{metric}'; known: {', '.join(METRICS)}")
+    labels = np.asarray(labels)
+    probs_a, probs_b = np.asarray(probs_a, np.float64), np.asarray(probs_b, np.float64)
+    if probs_a.shape != probs_b.shape or len(labels) != len(probs_a):
+        raise ValueError(f"paired difference needs both models on the same images: shapes "
+                         f"{probs_a.shape} and {probs_b.shape} for {len(labels)} labels")
+    diff = bootstrap_all(labels, probs_a, n_boot, seed)[metric] - \
+        bootstrap_all(labels, probs_b, n_boot, seed)[metric]
+    low, high = _percentiles(diff)
+    return {"value": METRICS[metric](labels, probs_a) - METRICS[metric](labels, probs_b),
+            "low": low, "high": high,
+            "method": f"paired percentile bootstrap, {n_boot} resamples, seed {seed}"}
+
+
+def run_paired_difference(run_a, run_b, metric: str = "auroc_macro", n_boot: int = 2000,
+                          seed: int = 0) -> dict:
+    """:func:`paired_difference` of two runs' ``predictions_test.csv``, matched image by image;
+    runs with different test images are refused (their difference would not be paired)."""
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    frames = []
+    for run in (Path(run_a), Path(run_b)):
+        path = run / "predictions_test.csv"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: the run has not finished its evaluation")
+        classes = json.loads((run / "metrics.json").read_text())["class_names"]
+        frames.append((pd.read_csv(path), [f"prob_{c}" for c in classes]))
+    (a, cols_a), (b, cols_b) = frames
+    if set(a["path"]) != set(b["path"]) or cols_a != cols_b:
+        raise ValueError(f"{run_a} and {run_b} were tested on different images or classes; a "
+                         "paired difference needs the same test split (same split seed and data)")
+    b = b.set_index("path").loc[a["path"]]
+    return paired_difference(a["label"].to_numpy(), a[cols_a].to_numpy(), b[cols_b].to_numpy(),
+                             metric, n_boot, seed)
 
 
 def format_ci(table: dict) -> str:
