@@ -1,0 +1,1 @@
+"""Representation analyses (seed 003): how similar are two layers' features?"""

@@ -1,0 +1,49 @@
+"""SVCCA: the properties seed 003's analysis relies on (spec Section 3.6)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from medtl_lib.analysis.svcca import random_baseline, svcca
+
+
+@pytest.fixture()
+def x():
+    rng = np.random.default_rng(0)
+    latent = rng.standard_normal((500, 8))
+    return latent @ rng.standard_normal((8, 40)) + 0.05 * rng.standard_normal((500, 40))
+
+
+def test_self_similarity_is_one(x):
+    r = svcca(x, x)
+    assert r.coefficients.min() >= 1 - 1e-9 and r.mean == pytest.approx(1.0, abs=1e-9)
+
+
+def test_invariant_to_an_invertible_linear_map_with_keep_one(x):
+    a = np.random.default_rng(1).standard_normal((40, 40)) + 3 * np.eye(40)
+    assert svcca(x, x @ a, keep=1.0).coefficients.min() >= 1 - 1e-6
+    # the SV step at 0.99 drops some directions differently on each side: close, not exact
+    assert svcca(x, x @ a, keep=0.99).mean > 0.9
+
+
+def test_symmetric_and_invariant_to_permutation_and_scale(x):
+    rng = np.random.default_rng(2)
+    y = x[:, :20] @ rng.standard_normal((20, 30)) + rng.standard_normal((500, 30))
+    ab, ba = svcca(x, y), svcca(y, x)
+    np.testing.assert_allclose(ab.coefficients, ba.coefficients, atol=1e-10)
+    perm = svcca(x[:, rng.permutation(40)] * 7.5, y)
+    np.testing.assert_allclose(perm.coefficients, ab.coefficients, atol=1e-10)
+    assert (np.diff(ab.coefficients) <= 1e-12).all()  # descending
+
+
+def test_random_baseline_is_high_when_n_is_small_and_seeded():
+    small, large = random_baseline(700, (256, 256)), random_baseline(7000, (256, 256))
+    assert small.mean > 0.4 > large.mean  # the bias the figure must show
+    assert random_baseline(700, (50, 50), seed=3).mean == random_baseline(700, (50, 50), seed=3).mean
+
+
+def test_bad_input_is_refused(x):
+    with pytest.raises(ValueError, match="same n"):
+        svcca(x, x[:10])
+    with pytest.raises(ValueError, match="constant"):
+        svcca(np.ones((20, 3)), x[:20])
