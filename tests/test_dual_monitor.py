@@ -588,3 +588,147 @@ def test_nan_val_loss_in_phase_a_with_acc_progress():
             (0.6, 0.8, 1.0, True, False, A, 0, 0, 0.6, 0.8, INF),
         ],
     )
+
+
+# --------------------------------------------------------------------------
+# The three open readings (Readings): the kit's default and each other one
+# --------------------------------------------------------------------------
+from medtl_lib.training.dual_monitor import READING_VALUES, Readings  # noqa: E402
+
+DEFAULT_STATE_KEYS = ["threshold", "patience", "stop_patience", "factor", "phase", "wait",
+                      "reductions", "best_train_acc", "best_val_loss_in_acc_phase",
+                      "best_val_loss", "epochs_seen"]
+
+
+def test_default_readings_leave_the_monitor_unchanged():
+    # explicit default readings give the very traces above, and the checkpoint state keeps
+    # exactly its old keys (the trainer's checkpoints must not change)
+    for table, params in ((CASE1_DEFAULTS_TYPICAL, {}), (CASE2_BACK_AND_FORTH, CASE2_PARAMS),
+                          (CASE3_TIES, {})):
+        run_trace(DualMonitor(**params, readings=Readings()), table)
+        run_trace(DualMonitor(**params, readings={}), table)
+    m = DualMonitor(readings=Readings())
+    run_trace(m, CASE1_DEFAULTS_TYPICAL)
+    assert list(m.state_dict()) == DEFAULT_STATE_KEYS
+    assert list(DualMonitor().state_dict()) == DEFAULT_STATE_KEYS
+    assert "readings" not in repr(DualMonitor())
+
+
+def test_readings_values_and_labels():
+    assert Readings().is_default and Readings().label() == "kit readings"
+    assert Readings().changed() == {}
+    for name, (default, other) in READING_VALUES.items():
+        r = Readings.other(name)
+        assert getattr(r, name) == other and getattr(Readings(), name) == default
+        assert r.changed() == {name: other} and r.label() == f"{name}={other}"
+        assert not r.is_default
+    with pytest.raises(ValueError, match="rule_b_best must be one of"):
+        Readings(rule_b_best="phase_a")
+    with pytest.raises(ValueError, match="no open reading"):
+        Readings.other("threshold")
+    with pytest.raises(TypeError):
+        DualMonitor(0.9, 2, 2, 0.5, Readings())  # keyword only: positional stays T, p, P, phi
+
+
+# (a) rule b's best val loss over ALL epochs (T=0.9, p=2, P=2, phi=0.5).
+# Column best_val_loss then holds min over every epoch so far, phase A included.
+CASE_RULE_B_ALL_EPOCHS = [
+    # acc   vloss   lr   save   stop   ph  c  s  best_acc bvA   bvB
+    # e1: A; 0.80 > 0 -> c=0; 0.50 < inf -> bvA 0.50, save; rule b's best also 0.50.
+    (0.80, 0.50, 1.0, True, False, A, 0, 0, 0.80, 0.50, 0.50),
+    # e2: B; 0.70 not < 0.50 (the kit's fresh phase-B tracker would save it) -> c=1, no save.
+    (0.95, 0.70, 1.0, False, False, B, 1, 0, 0.95, 0.50, 0.50),
+    # e3: B; 0.45 < 0.50 -> best 0.45, c=0, save.
+    (0.96, 0.45, 1.0, True, False, B, 0, 0, 0.96, 0.50, 0.45),
+    # e4: B; 0.46 >= 0.45 -> c=1.
+    (0.97, 0.46, 1.0, False, False, B, 1, 0, 0.97, 0.50, 0.45),
+    # e5: B; 0.47 -> c=2 >= p -> cut, c=0, s=1.
+    (0.97, 0.47, 0.5, False, False, B, 0, 1, 0.97, 0.50, 0.45),
+    # e6: A; 0.85 <= 0.97 -> c=1, no save; but its val loss 0.40 lowers rule b's best.
+    (0.85, 0.40, 1.0, False, False, A, 1, 1, 0.97, 0.50, 0.40),
+    # e7: B; 0.42 not < 0.40 (the kit: 0.42 < 0.45, progress and save) -> c=2 -> cut,
+    #     s=2 >= P -> stop.
+    (0.97, 0.42, 0.5, False, True, B, 0, 2, 0.97, 0.50, 0.40),
+]
+
+
+def test_reading_a_rule_b_best_over_all_epochs():
+    run_trace(DualMonitor(readings=Readings(rule_b_best="all_epochs")), CASE_RULE_B_ALL_EPOCHS)
+    # the kit on the same inputs: e2 is saved (first phase-B value, tracker 0.70), e3 beats
+    # 0.70, and e7 (0.42 < 0.45) is progress, so no second cut and no stop
+    kit = DualMonitor()
+    saves = [kit.step(acc, vl).save_best for acc, vl, *_ in CASE_RULE_B_ALL_EPOCHS]
+    assert saves == [True, True, True, False, False, False, True]
+    assert not kit.stopped
+
+
+# (c) c reset at a phase switch: the first 7 epochs of case 2 (T=0.9, p=2, P=3).
+CASE_C_RESET = [
+    # acc   vloss   lr   save   stop   ph  c  s  best_acc bvA   bvB
+    (0.80, 1.00, 1.0, True, False, A, 0, 0, 0.80, 1.00, INF),
+    (0.80, 0.90, 1.0, False, False, A, 1, 0, 0.80, 1.00, INF),
+    # e3: switch A -> B resets c (1 -> 0); 1.10 < inf -> progress anyway, save.
+    (0.91, 1.10, 1.0, True, False, B, 0, 0, 0.91, 1.00, 1.10),
+    # e4: B; 1.20 >= 1.10 -> c=1.
+    (0.93, 1.20, 1.0, False, False, B, 1, 0, 0.93, 1.00, 1.10),
+    # e5: switch B -> A resets c (1 -> 0); 0.89 <= 0.93 -> c=1 (the kit: c=2 and a cut here).
+    (0.89, 0.80, 1.0, False, False, A, 1, 0, 0.93, 1.00, 1.10),
+    # e6: A; 0.88 <= 0.93 -> c=2 -> cut, c=0, s=1 (one epoch after the kit's cut).
+    (0.88, 0.70, 0.5, False, False, A, 0, 1, 0.93, 1.00, 1.10),
+    # e7: switch A -> B (c already 0); 1.15 >= 1.10 -> c=1 (the kit: c=2 and its 2nd cut).
+    (0.90, 1.15, 1.0, False, False, B, 1, 1, 0.93, 1.00, 1.10),
+]
+
+
+def test_reading_c_reset_at_phase_switch():
+    run_trace(DualMonitor(**CASE2_PARAMS, readings=Readings(c_at_switch="reset")), CASE_C_RESET)
+
+
+K_STAR_CURVES = [
+    # (train_acc, val_loss); phase A epochs that do not improve acc but lower val loss, a NaN,
+    # ties, and phase-B epochs below the phase-B tracker but above an earlier phase-A loss
+    ([0.5, 0.6, 0.55, 0.58, 0.95, 0.96, 0.97, 0.6, 0.97, 0.98],
+     [1.0, 0.9, 0.7, NAN, 0.8, 0.75, 0.7, 0.65, 0.66, 0.64]),
+    ([0.3, 0.3, 0.4, 0.2, 0.1, 0.45, 0.5, 0.5, 0.5, 0.5],
+     [2.0, 1.0, 1.5, 0.9, 0.9, 0.95, 0.8, 0.8, 0.85, 0.7]),
+]
+
+
+@pytest.mark.parametrize("accs, losses", K_STAR_CURVES)
+def test_reading_b_k_star_keeps_the_lowest_val_loss_and_changes_nothing_else(accs, losses):
+    from medtl_lib.training.schedules import EpochStats, ScheduleDecision, Selector
+
+    kit = DualMonitor(0.9, 2, 10, 0.5)
+    other = DualMonitor(0.9, 2, 10, 0.5, readings=Readings(k_star="argmin_val_loss"))
+    selector = Selector("val_loss")  # what the trainer does with select_by="val_loss"
+    lowest = INF
+    for epoch, (acc, vl) in enumerate(zip(accs, losses)):
+        d_kit, d_other = kit.step(acc, vl), other.step(acc, vl)
+        # cuts, stop, phase and c are the kit's: only which weights are saved changes
+        assert (d_kit.lr_factor, d_kit.stop, d_kit.phase, d_kit.improved) == (
+            d_other.lr_factor, d_other.stop, d_other.phase, d_other.improved)
+        assert kit.wait == other.wait and kit.reductions == other.reductions
+        assert d_other.save_best == (vl < lowest), f"epoch {epoch + 1}"
+        saved, _ = selector.step(EpochStats(epoch, NAN, acc, vl, NAN), ScheduleDecision())
+        assert saved == d_other.save_best, f"epoch {epoch + 1}"
+        lowest = min(lowest, vl) if vl == vl else lowest
+    assert other.min_val_loss == min(v for v in losses if v == v)
+
+
+@pytest.mark.parametrize("name", list(READING_VALUES))
+def test_state_dict_round_trip_under_other_readings(name):
+    steps = [row[:2] for row in CASE2_BACK_AND_FORTH] + [(0.97, 1.00), (0.50, 0.40)]
+    original = DualMonitor(**CASE2_PARAMS, readings=Readings.other(name))
+    for acc, vl in steps[:5]:
+        original.step(acc, vl)
+    state = copy.deepcopy(original.state_dict())
+    assert state["readings"][name] == READING_VALUES[name][1] and "min_val_loss" in state
+    json.dumps(state)
+    restored = DualMonitor(**CASE2_PARAMS)  # default readings: the state brings its own
+    restored.load_state_dict(state)
+    assert restored.readings == original.readings
+    assert restored.state_dict() == original.state_dict()
+    for acc, vl in steps[5:]:
+        assert decision_tuple(restored.step(acc, vl)) == decision_tuple(original.step(acc, vl))
+        assert snapshot(restored) == snapshot(original)
+    assert name in repr(original)

@@ -13,17 +13,29 @@ import pytest
 from matplotlib.figure import Figure
 
 from medtl_lib.teaching.walkthrough_view import (
+    NEVER_USED,
+    full_table,
     headless_reason,
+    plot_readings,
     plot_replay,
     state_table,
     step_through,
 )
-from medtl_lib.training.dual_monitor import DualMonitor
+from medtl_lib.training.dual_monitor import DualMonitor, Readings
 from medtl_lib.teaching.walkthrough import (
+    check_history,
     compare,
+    find_disagreement,
     from_history,
+    open_reading_cases,
     plateau_baseline,
+    plateau_lrs_torch,
+    reading_differences,
+    recorded_runs,
     replay,
+    replay_readings,
+    run_label,
+    schedule_history,
     simulated_run,
 )
 
@@ -175,10 +187,16 @@ def test_compare_on_hand_cases() -> None:
     table = compare(replay(ACC, LOSS), plateau_baseline(LOSS))
     dual, base = table["dual monitor"], table["ReduceLROnPlateau + early stop"]
     assert dual["theta* epoch (weights kept)"] == 5 and dual["stopped after epoch"] == 7
-    assert dual["LR cut after epochs"] == "4, 7"
+    # the cut of the stopping epoch ends training: it is listed, marked as never applied
+    assert dual["LR cut after epochs"] == "4, 7 (stop: never applied)"
+    # the LR after the last epoch is never used, so the table shows the last LR trained at
+    assert "final LR" not in table.index
+    assert dual["LR in the last epoch trained"] == pytest.approx(5e-4)
+    assert dual["lowest val loss (epoch)"] == "0.4 (epoch 5)"
     # baseline on LOSS: best 0.40 at e5, bad e6..e8, cut at e8 (bad=3), e9 bad=1, no stop
     assert base["LR cut after epochs"] == "8" and base["stopped after epoch"] == "did not stop"
     assert base["theta* epoch (weights kept)"] == 5
+    assert base["LR in the last epoch trained"] == pytest.approx(5e-4)  # e9 runs after the cut
 
 
 def test_plot_replay_returns_figure() -> None:
@@ -206,6 +224,221 @@ def test_step_through_static(capsys: pytest.CaptureFixture[str], monkeypatch) ->
     assert step_through(rep).mode == "static"
 
 
+# ----------------------------------------------------------------------------- open readings
+
+def test_replay_records_readings_and_explains_the_other_ones() -> None:
+    assert replay(ACC, LOSS).attrs["readings_label"] == "kit readings"
+    # (a) the hand case of test_first_phase_b_epoch_is_saved_even_if_worse, other reading
+    rep = replay([0.8, 0.95], [0.5, 0.7], readings=Readings(rule_b_best="all_epochs"))
+    assert rep.attrs["readings"]["rule_b_best"] == "all_epochs"
+    assert list(rep["theta_star_epoch"]) == [1, 1]
+    assert "val loss 0.7 did not beat best of all epochs 0.5 -> c=1" in rep["why"].iloc[1]
+    # (b) on ACC/LOSS epoch 3 (0.55) is no new low; epoch 5 (0.40) is the lowest of all
+    rep = replay(ACC, LOSS, readings={"k_star": "argmin_val_loss"})
+    assert list(rep["theta_star_epoch"]) == [1, 2, 2, 2, 5, 5, 5]
+    assert "val loss 0.5 is the lowest so far (was 0.6) -> theta* = epoch 2 (k* = argmin)" in (
+        rep["why"].iloc[1])
+    assert "val loss not below the lowest 0.4 -> theta* stays epoch 5" in rep["why"].iloc[5]
+    # (c) e5 of the case-2 table: a switch B -> A with c=1 carried over
+    accs, losses = [0.80, 0.80, 0.91, 0.93, 0.89], [1.00, 0.90, 1.10, 1.20, 0.80]
+    rep = replay(accs, losses, stop_patience=3, readings=Readings(c_at_switch="reset"))
+    assert "phase switch -> c reset from 1 to 0; train acc did not beat 0.93 -> c=1" in (
+        rep["why"].iloc[4])
+    assert "phase switch -> c reset from 1 to 0" in rep["why"].iloc[2]  # progress anyway
+    assert "phase switch" not in rep["why"].iloc[3]  # no switch
+    assert list(replay(accs, losses, stop_patience=3)["lr_factor"]) == [1, 1, 1, 1, 0.5]
+    assert list(rep["lr_factor"]) == [1, 1, 1, 1, 1]
+
+
+def test_reading_differences_lists_each_changed_decision() -> None:
+    kit = replay([0.8, 0.95], [0.5, 0.7])
+    other = replay([0.8, 0.95], [0.5, 0.7], readings=Readings(rule_b_best="all_epochs"))
+    diff = reading_differences(kit, other)
+    assert list(diff["epoch"]) == [2]
+    assert diff["differs"].iloc[0] == ("improved: True -> False; c: 0 -> 1; save_best: True -> "
+                                       "False; theta_star_epoch: 2 -> 1")
+    assert diff["why_kit"].iloc[0] == kit["why"].iloc[1]
+    assert reading_differences(kit, kit).empty
+    # an epoch only one replay reaches is a difference too: ACC/LOSS stop at e7 under the kit
+    longer = replay(ACC, LOSS, stop_patience=3)
+    tail = reading_differences(replay(ACC, LOSS), longer)
+    assert list(tail["epoch"])[-2:] == [8, 9]
+    assert "only the other reading trains this epoch" in tail["differs"].iloc[-1]
+
+
+def test_replay_readings_and_cases_fall_back_to_a_curve_that_shows_them() -> None:
+    typical = simulated_run(kind="typical")
+    frames = replay_readings(typical["train_acc"], typical["val_loss"])
+    assert list(frames) == ["kit", "rule_b_best", "k_star", "c_at_switch"]
+    # the default typical curve: no reading changes a decision ...
+    for name in ("rule_b_best", "k_star", "c_at_switch"):
+        assert reading_differences(frames["kit"], frames[name]).empty
+    assert find_disagreement("k_star", kinds=["typical"], seeds=[0]) is None
+    # ... so each case replays the first simulated curve where it does, and says which
+    cases = open_reading_cases(typical["train_acc"], typical["val_loss"], "mine")
+    assert [c.name for c in cases] == ["rule_b_best", "k_star", "c_at_switch"]
+    for case in cases:
+        assert not case.on_own_curve and case.curve.startswith("simulated '")
+        assert len(case.differences) > 0
+        assert case.other.attrs["readings_label"] == case.label
+    # on a curve where a reading does matter, the student's own curve is used
+    noisy = simulated_run(kind="noisy", seed=0)
+    own = open_reading_cases(noisy["train_acc"], noisy["val_loss"], "noisy 0")[0]
+    assert own.on_own_curve and own.curve == "noisy 0" and len(own.differences) == 3
+
+
+def test_plot_readings_draws_two_panels_per_reading() -> None:
+    noisy = simulated_run(kind="noisy", seed=1)
+    frames = replay_readings(noisy["train_acc"], noisy["val_loss"])
+    fig = plot_readings({n: (frames["kit"], frames[n]) for n in ("k_star", "c_at_switch")})
+    assert isinstance(fig, Figure) and len(fig.axes) == 4
+    assert fig.axes[2].get_yscale() == "log" or fig.axes[3].get_yscale() == "log"
+
+
+# ----------------------------------------------------------------------------- tables and view
+
+def test_state_table_marks_the_unused_last_lr_and_shows_full_reasons() -> None:
+    rep = replay(ACC, LOSS)
+    table = state_table(rep)
+    assert table["lr_next"].iloc[:-1].tolist() == pytest.approx(list(rep["lr_next"].iloc[:-1]))
+    assert math.isnan(table["lr_next"].iloc[-1])  # the stopping epoch: never used
+    html = full_table(table).to_html()
+    longest = max(rep["why"], key=len)
+    escaped = longest.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    assert len(longest) > 100 and escaped in html  # whole (not cut at 50) and escaped
+    assert "never used (stopped)" in html
+
+
+def test_slider_is_an_intslider_and_redraws_with_the_baseline(monkeypatch, capsys) -> None:
+    W = pytest.importorskip("ipywidgets")
+    import medtl_lib.teaching.walkthrough_view as view
+
+    figures: list[Figure] = []
+    monkeypatch.setattr(view, "_show_figure", figures.append)
+    curves = simulated_run()
+    rep, base = replay(curves["train_acc"], curves["val_loss"]), plateau_baseline(curves["val_loss"])
+    shown = view._widget_view(rep, base, state_table(rep), "simulated")
+    slider = shown.widget.children[0].children[1]
+    assert isinstance(slider, W.IntSlider) and (slider.min, slider.max) == (1, 15)
+    assert len(figures) == 1  # drawn once on display
+    capsys.readouterr()
+    slider.value = 12
+    assert len(figures) == 2
+    fig = figures[-1]
+    assert "state after epoch 12" in fig._suptitle.get_text()
+    labels = [line.get_label() for line in fig.axes[2].get_lines()]
+    assert "ReduceLROnPlateau" in labels and "dual monitor" in labels  # both LR traces
+    out = capsys.readouterr().out
+    assert "epoch 12, dual monitor: phase B" in out
+    assert "epoch 12, ReduceLROnPlateau: val loss 0.3099 did not beat 0.2948 -> bad=3" in out
+    slider.value = 15  # the dual monitor stopped after 13; the baseline's last epoch
+    out = capsys.readouterr().out
+    assert "(the dual monitor stopped after epoch 13)" in out and NEVER_USED in out
+
+
+def test_step_through_static_with_baseline_labels_the_source(capsys) -> None:
+    rep, base = replay(ACC, LOSS), plateau_baseline(LOSS)
+    view = step_through(rep, base, static=True, source="hand-made curve")
+    out = capsys.readouterr().out
+    assert "ReduceLROnPlateau + early stopping on the same validation losses" in out
+    assert "vs ReduceLROnPlateau" in view.figure._suptitle.get_text()
+    assert "hand-made curve" in view.figure._suptitle.get_text()
+
+
+# ----------------------------------------------------------------------------- torch, recorded runs
+
+def test_plateau_lrs_torch_is_the_baseline() -> None:
+    pytest.importorskip("torch")
+    for kind in ("typical", "noisy", "slow"):
+        losses = list(simulated_run(kind=kind, seed=2)["val_loss"])
+        for patience in (1, 2):
+            base = plateau_baseline(losses, patience=patience, stop_patience=99)
+            assert plateau_lrs_torch(losses, patience=patience) == pytest.approx(list(base["lr"]))
+
+
+def test_check_history_against_the_trainers_schedule() -> None:
+    noisy = simulated_run(kind="noisy", seed=1)
+    hist = schedule_history(noisy["train_acc"], noisy["val_loss"])
+    table, verdict = check_history(hist)
+    assert bool(table["agree"].all()) and "all 9 epochs agree" in verdict
+    assert {"c (logged)", "c (replay)", "save_best (logged)", "lr (replay)"} <= set(table)
+    broken = hist.copy()
+    broken.loc[2, "c"] = 5
+    table, verdict = check_history(broken)
+    assert list(table.loc[~table["agree"], "epoch"]) == [3] and "1 of 9 epochs differ" in verdict
+    # another schedule: nothing to check, and the verdict says so
+    other = hist.drop(columns=["phase", "c", "s", "lr_factor"])
+    other.attrs["config"] = {"schedule": "cosine"}
+    assert "schedule 'cosine', not the dual monitor" in check_history(other)[1]
+    # select_by="val_loss" keeps the lowest val loss: replayed under the k* = argmin reading
+    argmin = hist.copy()
+    argmin.attrs["config"] = dict(hist.attrs["config"], select_by="val_loss")
+    assert "k_star=argmin_val_loss" in check_history(argmin)[1]
+
+
+def test_recorded_runs_finds_dual_monitor_runs_first(tmp_path: Path) -> None:
+    def write(rel: str, columns: str) -> Path:
+        run = tmp_path / rel
+        run.mkdir(parents=True)
+        (run / "history.csv").write_text(columns + "\n")
+        return run
+
+    cosine = write("seed001/a_cosine", "epoch,train_acc,val_loss,lr")
+    other_dual = write("paper/b_dual", "epoch,train_acc,val_loss,lr,phase,c,s")
+    smoke_dual = write("smoke/z_dual", "epoch,train_acc,val_loss,lr,phase,c,s")
+    top = write("mine", "epoch,train_acc,val_loss,lr,phase,c,s")
+    (tmp_path / "empty").mkdir()
+    assert recorded_runs(tmp_path) == [smoke_dual, top, other_dual, cosine]
+    assert recorded_runs(tmp_path, dual_monitor_only=True) == [smoke_dual, top, other_dual]
+    assert recorded_runs(tmp_path / "missing") == []
+
+
+def test_check_history_on_a_real_training_run(tmp_path: Path) -> None:
+    """The trainer's own history.csv agrees with the replay, epoch by epoch (T lowered to 0.4 so
+    that this tiny model, near chance, crosses it: here epoch 3 is phase B, epochs 1-2 and 4 A)."""
+    pytest.importorskip("torch")
+    from medtl_lib.config import RunConfig
+    from medtl_lib.data.synthetic import write_synthetic
+    from medtl_lib.train_run import train_run
+
+    data = write_synthetic("brain_tumor_mri", tmp_path / "data", n_per_class=8, size=32, seed=0)
+    run = tmp_path / "runs" / "smoke" / "tiny"
+    train_run(RunConfig(dataset="brain_tumor_mri", data_dir=str(data), model="test_resnet",
+                        weights="none", img_size=32, epochs=4, batch_size=8, threshold=0.4,
+                        out=str(run)), progress=False, log=lambda *a: None)
+    assert recorded_runs(tmp_path / "runs", dual_monitor_only=True) == [run]
+    table, verdict = check_history(run)
+    assert bool(table["agree"].all()), table.to_string()
+    assert "T=0.4" in verdict and "all 4 epochs agree" in verdict
+    assert run_label(run).startswith("recorded run tiny - brain_tumor_mri, test_resnet")
+
+
+# ----------------------------------------------------------------------------- notebook 02
+
+def _notebook_structure(nb) -> None:
+    """The course conventions of issue 16, checked on the committed notebook."""
+    first = nb.cells[0]
+    assert first.cell_type == "markdown" and first.source.startswith("# 02 ")
+    for needle in ("**Learning objectives.** After this notebook you can", "**Time:** about",
+                   "on a CPU", "**Prerequisites:**"):
+        assert needle in first.source, needle
+    params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1 and "'" not in params[0].source.split("#", 1)[-1]
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    for reading in ("(a)", "(b)", "(c)"):
+        assert f"Open reading {reading}" in text
+    assert text.count("**We read it as**") == 3 and text.count("**Under the other reading**") == 3
+    exercises = [i for i, c in enumerate(nb.cells)
+                 if c.cell_type == "markdown" and c.source.startswith("### Exercise ")]
+    assert len(exercises) == 6
+    for k, i in enumerate(exercises, start=1):
+        assert nb.cells[i].source.startswith(f"### Exercise {k}: ")
+        sol = nb.cells[i + 1]
+        assert sol.cell_type == "code" and sol.metadata.get("tags") == ["solution"]
+        assert sol.metadata.get("jupyter") == {"source_hidden": True}
+        assert sol.source.splitlines()[0] == f"# Solution to exercise {k}"
+
+
 def test_notebook_02_runs_headless(tmp_path: Path) -> None:
     papermill = pytest.importorskip("papermill")
     nbformat = pytest.importorskip("nbformat")
@@ -213,21 +446,54 @@ def test_notebook_02_runs_headless(tmp_path: Path) -> None:
     for cell in source.cells:  # the committed notebook is clean
         if cell.cell_type == "code":
             assert cell.outputs == [] and cell.execution_count is None
-    assert any("parameters" in c.metadata.get("tags", []) for c in source.cells)
+    _notebook_structure(source)
     figure = tmp_path / "replay.png"
     out = tmp_path / "out02.ipynb"
+    # From notebooks/ as a student opens it; run_dir is relative, so it must resolve against the
+    # repository (not notebooks/) and, as there is no such run, fall back loudly to a simulation.
     # kernel "python3" runs the interpreter running these tests (jupyter_client maps "python")
     papermill.execute_notebook(
-        str(NOTEBOOK), str(out), kernel_name="python3", cwd=str(tmp_path),
-        parameters={"static": True, "figure_out": str(figure)},
+        str(NOTEBOOK), str(out), kernel_name="python3", cwd=str(REPO / "notebooks"),
+        parameters={"static": True, "figure_out": str(figure), "run_dir": "runs/no_such_run"},
         progress_bar=False, execution_timeout=300,
     )
     ran = nbformat.read(out, as_version=4)
     code = [c for c in ran.cells if c.cell_type == "code"]
     assert not any(o.output_type == "error" for c in code for o in c.outputs)
-    assert sum(1 for c in code if c.outputs) >= 5
-    step = next(c for c in code if "step_through(" in c.source)
+
+    def text(cell) -> str:
+        return "".join(o.get("text", "") for o in cell.outputs)
+
+    def html(cell) -> str:
+        return "".join(o.get("data", {}).get("text/html", "") for o in cell.outputs)
+
+    by_id = {c.id: c for c in code}
+    from medtl_lib.paths import in_repo  # the repository (or $MEDTL_WORKDIR), not notebooks/
+
+    assert f"No history.csv in {in_repo('runs/no_such_run')}" in text(by_id["nb02-05"])
+    assert in_repo("runs/no_such_run") != REPO / "notebooks" / "runs" / "no_such_run"
+    assert ">>> FALLING BACK TO A SIMULATED CURVE ('typical', seed 0)" in text(by_id["nb02-05"])
+    # full reasons, and the unused LR of the stopping epoch marked
+    assert "s=2 &gt;= P=2 -&gt; stop, restore theta* = epoch 9" in html(by_id["nb02-07"])
+    assert "never used (stopped)" in html(by_id["nb02-07"])
+    assert "ReduceLROnPlateau(patience=2) gives the same LR as plateau_baseline in all 15 " \
+           "epochs: True" in text(by_id["nb02-11"])
+    step = by_id["nb02-09"]
     kinds = {k for o in step.outputs for k in o.get("data", {})}
     assert "image/png" in kinds and "text/html" in kinds  # figure and styled table
-    assert any("Static view" in o.get("text", "") for o in step.outputs)
+    assert "Static view" in text(step) and "ReduceLROnPlateau + early stopping" in text(step)
+    readings = text(by_id["nb02-18"])
+    for label in ("rule_b_best=all_epochs", "k_star=argmin_val_loss", "c_at_switch=reset"):
+        assert f"=== {label}: " in readings
+    assert "image/png" in {k for o in by_id["nb02-19"].outputs for k in o.get("data", {})}
+    sol = {k: by_id[f"nb02-sol{k}"] for k in range(1, 7)}
+    assert "T=0.95: phase B starts in epoch 5, theta* = epoch 9" in text(sol[1])
+    assert "lower validation loss kept: baseline" in text(sol[2])
+    assert "under rule_b_best=all_epochs the dual monitor keeps epoch 2" in text(sol[4])
+    six = text(sol[6])
+    assert "agree with the replay" in six  # a recorded run of this checkout, or ...
+    if "FALLING BACK TO A SIMULATION" in six:  # ... said loudly when there is none
+        assert "No run trained with the dual monitor under" in six
+    else:
+        assert "checking " in six
     assert figure.is_file() and figure.stat().st_size > 10_000

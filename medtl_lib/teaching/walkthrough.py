@@ -14,19 +14,33 @@ Two schedules are replayed on the same curves:
   code differ).
 * :func:`plateau_baseline` is the usual alternative, PyTorch's ``ReduceLROnPlateau`` on validation
   loss plus early stopping after a number of cuts; its semantics are re-implemented here in plain
-  Python (documented on the function) so that the walkthrough needs no torch.
+  Python (documented on the function) so that the walkthrough needs no torch;
+  :func:`plateau_lrs_torch` drives torch's own scheduler on the same losses so the notebook can
+  show that the two agree.
+
+Three sentences of the paper allow two readings (see :class:`~medtl_lib.training.dual_monitor.
+Readings`). :func:`replay` takes ``readings=`` to replay a curve under the other one,
+:func:`replay_readings` replays all of them, and :func:`reading_differences` lists the epochs whose
+decisions differ, so the notebook can *show* what each reading changes instead of asserting one.
 """
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from medtl_lib.training.dual_monitor import PHASE_TRAIN_ACC, DualMonitor
+from medtl_lib.paths import in_repo
+from medtl_lib.training.dual_monitor import (
+    PHASE_TRAIN_ACC,
+    READING_VALUES,
+    DualMonitor,
+    Readings,
+)
 from medtl_lib.training.schedules import EpochStats, Plateau
 
 REPLAY_COLUMNS = [
@@ -39,6 +53,9 @@ BASELINE_COLUMNS = [
     "theta_star_epoch", "stop", "best_val_loss", "why",
 ]
 SIM_KINDS = ("typical", "slow", "noisy")
+# the decision columns compared between two replays of the same curve
+DECISION_COLUMNS = ["phase", "improved", "c", "s", "lr", "lr_factor", "save_best",
+                    "theta_star_epoch", "stop"]
 
 
 def _num(x: float) -> str:
@@ -78,21 +95,24 @@ def replay(
     stop_patience: int = 2,
     factor: float = 0.5,
     lr: float = 1e-3,
+    readings: Readings | dict[str, str] | None = None,
 ) -> pd.DataFrame:
     """Feed the curves through a :class:`DualMonitor` and explain every decision.
 
     One row per epoch, up to and including the epoch that stops (or the end of the curves). The
     parameters are kept in ``frame.attrs`` so the view can draw T, p and P without being told.
+    ``readings`` (default: the kit's) replays the curve under another reading of the paper.
     """
     accs, losses = _as_floats(train_acc, "train_acc"), _as_floats(val_loss, "val_loss")
     if len(accs) != len(losses):
         raise ValueError(f"train_acc has {len(accs)} epochs but val_loss has {len(losses)}")
-    mon = DualMonitor(threshold, patience, stop_patience, factor)
+    mon = DualMonitor(threshold, patience, stop_patience, factor, readings=readings)
     rows: list[dict] = []
     theta: int | None = None
     lr_now = float(lr)
     for epoch, (acc, loss) in enumerate(zip(accs, losses), start=1):
-        before = (mon.best_train_acc, mon.best_val_loss_in_acc_phase, mon.best_val_loss, mon.wait)
+        before = (mon.best_train_acc, mon.best_val_loss_in_acc_phase, mon.best_val_loss, mon.wait,
+                  mon.min_val_loss, mon.phase if epoch > 1 else None)
         d = mon.step(acc, loss)
         if d.save_best:
             theta = epoch
@@ -112,43 +132,68 @@ def replay(
             break
     return _frame(rows, REPLAY_COLUMNS, dict(
         method="dual_monitor", threshold=float(threshold), patience=int(patience),
-        stop_patience=int(stop_patience), factor=float(factor), lr=float(lr)))
+        stop_patience=int(stop_patience), factor=float(factor), lr=float(lr),
+        readings=asdict(mon.readings), readings_label=mon.readings.label()))
 
 
 def _why_dual(mon: DualMonitor, epoch: int, acc: float, loss: float, improved: bool, saved: bool,
               lr_factor: float, stop: bool, before: tuple, theta: int | None, lr_now: float,
               lr_next: float) -> str:
-    """One sentence a student can check against the rules, in the order the monitor applies them."""
-    best_acc, best_a_loss, best_b_loss, c_before = before
+    """One sentence a student can check against the rules, in the order the monitor applies them.
+
+    Under the kit's readings the sentence is the same as it always was; another reading adds or
+    changes only the clause it affects (so a student can see *which* rule read differently).
+    """
+    best_acc, best_a_loss, best_b_loss, c_before, min_loss, prev_phase = before
+    r = mon.readings
+    argmin = r.k_star == "argmin_val_loss"
     T = mon.threshold
+    reset = ""
+    if r.c_at_switch == "reset" and prev_phase is not None and prev_phase != mon.phase:
+        if c_before:
+            reset = f"phase switch -> c reset from {c_before} to 0; "
+        c_before = 0
     if mon.phase == PHASE_TRAIN_ACC:
         head = f"phase A (train acc {_num(acc)} < T={_num(T)})"
         if improved:
-            body = f"train acc improved on {_num(best_acc)} -> c=0; "
-            if saved:
-                body += f"val loss {_num(loss)} < {_num(best_a_loss)} -> theta* = epoch {epoch}"
+            body = f"train acc improved on {_num(best_acc)} -> c=0"
+            if argmin:
+                pass  # theta* follows the lowest val loss, see below
+            elif saved:
+                body += f"; val loss {_num(loss)} < {_num(best_a_loss)} -> theta* = epoch {epoch}"
             else:
                 kept = f"epoch {theta}" if theta is not None else "unset"
-                body += (f"val loss {_num(loss)} not below phase-A best {_num(best_a_loss)} "
+                body += (f"; val loss {_num(loss)} not below phase-A best {_num(best_a_loss)} "
                          f"-> theta* stays {kept}")
         else:
             body = f"train acc did not beat {_num(best_acc)} -> c={c_before + 1}"
     else:
         head = f"phase B (train acc {_num(acc)} >= T={_num(T)})"
-        if improved:
-            first = " (first phase-B value)" if math.isinf(best_b_loss) else ""
-            body = (f"val loss {_num(loss)} < {_num(best_b_loss)}{first} -> c=0; "
-                    f"theta* = epoch {epoch}")
+        if r.rule_b_best == "all_epochs":
+            best = f"best of all epochs {_num(best_b_loss)}"
         else:
-            body = f"val loss {_num(loss)} did not beat {_num(best_b_loss)} -> c={c_before + 1}"
+            best = _num(best_b_loss) + (" (first phase-B value)" if math.isinf(best_b_loss) else "")
+        if improved:
+            body = f"val loss {_num(loss)} < {best} -> c=0"
+            if not argmin:
+                body += f"; theta* = epoch {epoch}"
+        else:
+            body = f"val loss {_num(loss)} did not beat {best} -> c={c_before + 1}"
     if lr_factor != 1.0:
         body += (f" reaches p={mon.patience} -> LR x{_num(lr_factor)} ({_lr(lr_now)} -> {_lr(lr_next)}), "
                  f"c=0, s={mon.reductions}")
+    if argmin:
+        if saved:
+            body += (f"; val loss {_num(loss)} is the lowest so far (was {_num(min_loss)}) "
+                     f"-> theta* = epoch {epoch} (k* = argmin)")
+        else:
+            kept = f"epoch {theta}" if theta is not None else "unset"
+            body += f"; val loss not below the lowest {_num(min_loss)} -> theta* stays {kept}"
     if stop:
         kept = (f"restore theta* = epoch {theta}" if theta is not None
                 else "no theta* was saved, the last weights stay")
         body += f"; s={mon.reductions} >= P={mon.stop_patience} -> stop, {kept}"
-    return f"{head}: {body}"
+    return f"{head}: {reset}{body}"
 
 
 def plateau_baseline(
@@ -296,24 +341,349 @@ def from_history(
     return ([float(v) for v in frame["train_acc"]], [float(v) for v in frame["val_loss"]])
 
 
-def compare(replay_df: pd.DataFrame, baseline_df: pd.DataFrame) -> pd.DataFrame:
-    """Side by side: which epoch each schedule keeps, when it cuts the LR, when it stops."""
-    def summary(df: pd.DataFrame) -> dict:
+def summarize(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """One column per replay: which epoch it keeps, when it cuts the LR, when it stops.
+
+    The LR after the last epoch is left out on purpose: once training stops it is never used, so
+    a "final LR" would describe nothing. A cut in the stopping epoch is listed, marked as never
+    applied (it is the cut that made s reach P).
+    """
+    def one(df: pd.DataFrame) -> dict:
         last = df.iloc[-1]
         theta = last["theta_star_epoch"]
         kept = None if theta is None or pd.isna(theta) else int(theta)
         loss_at = (float(df.loc[df["epoch"] == kept, "val_loss"].iloc[0])
                    if kept is not None else float("nan"))
-        cuts = [int(e) for e in df.loc[df["lr_factor"] != 1.0, "epoch"]]
+        stopped = bool(last["stop"])
+        cuts = []
+        for e in df.loc[df["lr_factor"] != 1.0, "epoch"]:
+            cuts.append(f"{int(e)} (stop: never applied)" if stopped and int(e) == int(last["epoch"])
+                        else str(int(e)))
         return {
             "theta* epoch (weights kept)": kept,
             "val loss at theta*": loss_at,
-            "LR cut after epochs": ", ".join(map(str, cuts)) or "none",
-            "stopped after epoch": int(last["epoch"]) if bool(last["stop"]) else "did not stop",
+            "lowest val loss (epoch)": _argmin_text(df),
+            "LR cut after epochs": ", ".join(cuts) or "none",
+            "stopped after epoch": int(last["epoch"]) if stopped else "did not stop",
             "epochs trained": int(len(df)),
-            "final LR": float(last["lr_next"]),
+            "LR in the last epoch trained": float(last["lr"]),
         }
-    return pd.DataFrame({
-        "dual monitor": summary(replay_df),
-        "ReduceLROnPlateau + early stop": summary(baseline_df),
-    })
+    return pd.DataFrame({name: one(df) for name, df in frames.items()})
+
+
+def _argmin_text(df: pd.DataFrame) -> str:
+    """The lowest validation loss and its epoch (first on ties, NaN skipped): what the k* =
+    argmin reading and the baseline would keep, beside what the replay kept."""
+    losses = df["val_loss"].astype(float).reset_index(drop=True)
+    if not losses.notna().any():
+        return "none (all nan)"
+    i = int(losses.idxmin())
+    return f"{_num(losses[i])} (epoch {int(df['epoch'].iloc[i])})"
+
+
+def compare(replay_df: pd.DataFrame, baseline_df: pd.DataFrame) -> pd.DataFrame:
+    """Side by side: the dual monitor and the ReduceLROnPlateau baseline (see :func:`summarize`)."""
+    return summarize({"dual monitor": replay_df,
+                      "ReduceLROnPlateau + early stop": baseline_df})
+
+
+# ----------------------------------------------------------------------------- open readings
+
+def replay_readings(train_acc: Sequence[float], val_loss: Sequence[float],
+                    **params: float) -> dict[str, pd.DataFrame]:
+    """The same curve under the kit's readings and under each other reading, one at a time.
+
+    Keys: ``"kit"`` and the names of :data:`~medtl_lib.training.dual_monitor.READING_VALUES`
+    (``rule_b_best``, ``k_star``, ``c_at_switch``). One reading at a time, so any difference from
+    ``"kit"`` is caused by that reading alone. ``params`` go to :func:`replay` (T, p, P, phi, lr).
+    """
+    frames = {"kit": replay(train_acc, val_loss, **params)}
+    for name in READING_VALUES:
+        frames[name] = replay(train_acc, val_loss, readings=Readings.other(name), **params)
+    return frames
+
+
+def reading_differences(kit_df: pd.DataFrame, other_df: pd.DataFrame) -> pd.DataFrame:
+    """The epochs whose decisions differ between two replays of the same curve.
+
+    One row per such epoch: what differs ("c: 1 -> 0; save_best: False -> True"), then both
+    ``why`` sentences in full. An epoch only one replay reached (the other had stopped) counts as
+    a difference. Empty frame: both readings decide identically on this curve.
+    """
+    a, b = kit_df.set_index("epoch"), other_df.set_index("epoch")
+    rows = []
+    for epoch in sorted(set(a.index) | set(b.index)):
+        if epoch not in a.index or epoch not in b.index:
+            trained, stopped = ("other", "kit") if epoch not in a.index else ("kit", "other")
+            rows.append(dict(epoch=int(epoch),
+                             differs=f"only the {trained} reading trains this epoch "
+                                     f"(the {stopped} one had stopped)",
+                             why_kit=a.loc[epoch, "why"] if epoch in a.index else "-",
+                             why_other=b.loc[epoch, "why"] if epoch in b.index else "-"))
+            continue
+        changes = []
+        for col in DECISION_COLUMNS:
+            x, y = a.loc[epoch, col], b.loc[epoch, col]
+            same = (x == y) or (x is None and y is None) or (
+                isinstance(x, float) and isinstance(y, float) and math.isclose(x, y))
+            if not same:
+                changes.append(f"{col}: {_cell(x)} -> {_cell(y)}")
+        if changes:
+            rows.append(dict(epoch=int(epoch), differs="; ".join(changes),
+                             why_kit=a.loc[epoch, "why"], why_other=b.loc[epoch, "why"]))
+    return pd.DataFrame(rows, columns=["epoch", "differs", "why_kit", "why_other"])
+
+
+def _cell(x: object) -> str:
+    if x is None:
+        return "none"
+    if isinstance(x, float):
+        return _lr(x) if 0 < abs(x) < 1e-2 else _num(x)
+    return str(x)
+
+
+def find_disagreement(name: str, kinds: Iterable[str] = SIM_KINDS, seeds: Iterable[int] = range(20),
+                      **params: float) -> tuple[str, int] | None:
+    """The first simulated curve (kind, seed) on which reading ``name`` changes a decision.
+
+    Lets the notebook show a difference even when the student's own curve happens not to have one.
+    None when no curve in the search does (say so rather than pretend).
+    """
+    for kind in kinds:
+        for seed in seeds:
+            curves = simulated_run(seed=seed, kind=kind)
+            kit = replay(curves["train_acc"], curves["val_loss"], **params)
+            other = replay(curves["train_acc"], curves["val_loss"],
+                           readings=Readings.other(name), **params)
+            if len(reading_differences(kit, other)):
+                return kind, int(seed)
+    return None
+
+
+@dataclass(frozen=True)
+class ReadingCase:
+    """One open reading replayed against the kit's: on the student's curve when it changes a
+    decision there, otherwise on the first simulated curve where it does (``curve`` says which)."""
+
+    name: str  # rule_b_best | k_star | c_at_switch
+    label: str  # e.g. "k_star=argmin_val_loss"
+    curve: str  # which curve the two replays ran on
+    on_own_curve: bool  # True: the student's curve; False: a simulated one chosen to show it
+    kit: pd.DataFrame
+    other: pd.DataFrame
+    differences: pd.DataFrame  # reading_differences(kit, other); empty when none was found
+
+
+def open_reading_cases(train_acc: Sequence[float], val_loss: Sequence[float], curve: str,
+                       **params: float) -> list[ReadingCase]:
+    """For each open reading, a pair of replays (kit, other reading) on which they differ, if any.
+
+    Why fall back to a simulated curve: on many curves a reading changes nothing (on the default
+    typical curve none does), and "no difference here" teaches less than seeing where it matters.
+    The case says which curve it used, so the notebook never passes one off as the other.
+    """
+    own = replay_readings(train_acc, val_loss, **params)
+    cases = []
+    for name in READING_VALUES:
+        label = Readings.other(name).label()
+        kit, other = own["kit"], own[name]
+        diff = reading_differences(kit, other)
+        where, mine = curve, True
+        if diff.empty:
+            found = find_disagreement(name, **params)
+            if found is not None:
+                kind, seed = found
+                sim = simulated_run(seed=seed, kind=kind)
+                kit = replay(sim["train_acc"], sim["val_loss"], **params)
+                other = replay(sim["train_acc"], sim["val_loss"], readings=Readings.other(name),
+                               **params)
+                diff = reading_differences(kit, other)
+                where, mine = f"simulated '{kind}' curve, seed {seed}", False
+        cases.append(ReadingCase(name, label, where, mine, kit, other, diff))
+    return cases
+
+
+# ----------------------------------------------------------------------------- torch's scheduler
+
+def plateau_lrs_torch(val_loss: Sequence[float], patience: int = 2, factor: float = 0.5,
+                      lr: float = 1e-3) -> list[float]:
+    """The LR each epoch runs at under torch's own ``ReduceLROnPlateau`` (mode='min',
+    threshold=0), stepped with the same validation losses: the check that
+    :func:`plateau_baseline` is torch's rule and not a look-alike. Needs torch (imported here only).
+    """
+    import torch
+
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=float(lr))
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", patience=int(patience),
+                                                       factor=float(factor), threshold=0)
+    lrs = []
+    for loss in _as_floats(val_loss, "val_loss"):
+        lrs.append(float(opt.param_groups[0]["lr"]))
+        sched.step(loss)
+    return lrs
+
+
+# ----------------------------------------------------------------------------- recorded runs
+
+def recorded_runs(root: str | os.PathLike = "runs", dual_monitor_only: bool = False) -> list[Path]:
+    """Run folders under ``root`` (relative: the repository's ``runs/``) that hold a history.csv.
+
+    Runs trained with the dual monitor (a ``phase`` column in history.csv) come first, since only
+    their decisions can be checked against a replay; ``dual_monitor_only`` drops the others. Within
+    each group the smoke profile's runs come first, then by path. Looks one and two levels deep
+    (``runs/<run>`` and ``runs/<profile>/<run>``).
+    """
+    base = in_repo(root)
+    if not base.is_dir():
+        return []
+    found = {p.parent for pattern in ("*/history.csv", "*/*/history.csv")
+             for p in base.glob(pattern)}
+    dual = {run: "phase" in _header(run / "history.csv") for run in found}
+    runs = [run for run in found if dual[run] or not dual_monitor_only]
+    return sorted(runs, key=lambda run: (not dual[run], run.parent.name != "smoke", str(run)))
+
+
+def _header(path: Path) -> list[str]:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.readline().strip().split(",")
+    except OSError:
+        return []
+
+
+def schedule_history(train_acc: Sequence[float], val_loss: Sequence[float],
+                     threshold: float = 0.9, patience: int = 2, stop_patience: int = 2,
+                     factor: float = 0.5, lr: float = 1e-3) -> pd.DataFrame:
+    """The history.csv columns the trainer would log for these curves, written by the trainer's
+    own :class:`~medtl_lib.training.schedules.DualMonitorSchedule` (not by :func:`replay`).
+
+    The stand-in for a recorded run when none exists: :func:`check_history` can then compare two
+    independent paths (the trainer's schedule object, the walkthrough's replay) on one curve.
+    """
+    from medtl_lib.training.schedules import DualMonitorSchedule
+
+    accs, losses = _as_floats(train_acc, "train_acc"), _as_floats(val_loss, "val_loss")
+    sched = DualMonitorSchedule(threshold, patience, stop_patience, factor)
+    rows, lr_now = [], float(lr)
+    for epoch, (acc, loss) in enumerate(zip(accs, losses), start=1):
+        d = sched.end_epoch(EpochStats(epoch - 1, math.nan, acc, loss, math.nan))
+        rows.append(dict(epoch=epoch, train_acc=acc, val_loss=loss, lr=lr_now, **d.columns,
+                         save_best=bool(d.save_best), stop=d.stop))
+        lr_now *= d.lr_factor
+        if d.stop:
+            break
+    frame = pd.DataFrame(rows)
+    frame.attrs["config"] = dict(schedule="dual_monitor", threshold=threshold, patience=patience,
+                                 stop_patience=stop_patience, factor=factor, lr=lr)
+    frame.attrs["name"] = "simulated history (the trainer's DualMonitorSchedule)"
+    return frame
+
+
+CHECKED_COLUMNS = ("phase", "c", "s", "lr", "save_best", "stop")
+
+
+def check_history(run: str | os.PathLike | pd.DataFrame, **params: float
+                  ) -> tuple[pd.DataFrame, str]:
+    """Replay a recorded run and put its logged decisions beside the replay's.
+
+    ``run``: a run folder, its history.csv, or a history frame (settings in ``frame.attrs
+    ["config"]``, as :func:`schedule_history` writes them). Returns (table, verdict): per epoch the
+    recorded and the replayed ``phase``, ``c``, ``s``, ``lr``, ``save_best``, ``stop`` and whether
+    they all agree; the verdict is one sentence. T, p, P, phi and lr come from the run's
+    ``config.yaml`` unless ``params`` override them. A run that did not use the dual monitor (no
+    ``phase`` column) is replayed too, and the verdict says there is nothing to check it against.
+    A run trained with ``select_by="val_loss"`` is replayed under the k* = argmin reading, which is
+    what that setting does. Columns: ``<name> (logged)`` and ``<name> (replay)``.
+    """
+    if isinstance(run, pd.DataFrame):
+        hist, cfg = run, dict(run.attrs.get("config", {}))
+        name = str(run.attrs.get("name", "history frame"))
+    else:
+        path = in_repo(run)
+        folder = path if path.is_dir() else path.parent
+        hist = pd.read_csv(folder / "history.csv" if path.is_dir() else path)
+        cfg, name = _run_config(folder), folder.name
+    if "epoch" in hist.columns:
+        hist = hist.drop_duplicates("epoch", keep="last").sort_values("epoch")
+    settings: dict = {k: cfg[k] for k in SETTINGS if k in cfg}
+    if cfg.get("select_by") == "val_loss":
+        # the trainer kept the lowest val loss: that is the k* = argmin reading, replay it so
+        settings["readings"] = Readings(k_star="argmin_val_loss")
+    settings.update(params)
+    rep = replay(hist["train_acc"], hist["val_loss"], **settings)
+    n = min(len(rep), len(hist))
+    rec, rp = hist.iloc[:n].reset_index(drop=True), rep.iloc[:n].reset_index(drop=True)
+    table = pd.DataFrame({"epoch": rp["epoch"]})
+    agree = pd.Series(True, index=table.index)
+    for col in (c for c in CHECKED_COLUMNS if c in rec.columns):
+        table[f"{col} (logged)"] = rec[col].values
+        table[f"{col} (replay)"] = rp[col].values
+        if col == "lr":
+            same = np.isclose(rec[col].astype(float), rp[col].astype(float), rtol=1e-6, atol=0)
+        else:
+            same = rec[col].astype(str).str.lower().values == rp[col].astype(str).str.lower().values
+        agree &= pd.Series(same, index=table.index)
+    table["agree"] = agree
+    schedule = cfg.get("schedule", "dual_monitor" if "phase" in hist.columns else "unknown")
+    shown = (f"T={settings.get('threshold', 0.9)}, p={settings.get('patience', 2)}, "
+             f"P={settings.get('stop_patience', 2)}, phi={settings.get('factor', 0.5)}, "
+             f"{rep.attrs['readings_label']}")
+    if "phase" not in hist.columns or schedule != "dual_monitor":
+        verdict = (f"{name} was trained with schedule '{schedule}', not the dual monitor: nothing "
+                   f"to check; its LR column is that schedule's, and the replay shows what the "
+                   f"dual monitor would have decided on the same curves ({shown})")
+    elif bool(agree.all()) and len(rep) == len(hist):
+        verdict = (f"{name}: all {n} epochs agree with the replay (phase, c, s, lr, save_best, "
+                   f"stop) at {shown}")
+    else:
+        bad = [int(e) for e in table.loc[~agree, "epoch"]]
+        verdict = (f"{name}: {len(bad)} of {n} epochs differ (epochs {bad[:10]}) from the replay "
+                   f"at {shown}; the run logged "
+                   f"{len(hist)} epochs, the replay {len(rep)} (several stages, a resume with "
+                   f"other settings, or select_by other than dual_monitor?)")
+    return table, verdict
+
+
+SETTINGS = ("threshold", "patience", "stop_patience", "factor", "lr")
+
+
+def run_settings(run_dir: str | os.PathLike) -> dict[str, float]:
+    """T, p, P, phi and lr a recorded run was trained with (from its config.yaml; {} if none), so
+    a notebook can warn when it replays the run with other settings than the trainer used."""
+    run = in_repo(run_dir)
+    cfg = _run_config(run if run.is_dir() else run.parent)
+    return {k: cfg[k] for k in SETTINGS if k in cfg}
+
+
+def run_label(run_dir: str | os.PathLike) -> str:
+    """What a figure or table should say about a recorded run: its folder, dataset and model, and
+    "synthetic stand-in data" when it was trained on one (its numbers say nothing about the task)."""
+    run = in_repo(run_dir)
+    run = run if run.is_dir() else run.parent
+    cfg = _run_config(run)
+    parts = [f"recorded run {run.name}"]
+    if cfg.get("dataset"):
+        parts.append(f"{cfg['dataset']}, {cfg.get('model', '?')}")
+    if cfg.get("data_dir") and _is_standin(cfg["data_dir"]):
+        parts.append("synthetic stand-in data")
+    return " - ".join(parts)
+
+
+def _is_standin(data_dir: str) -> bool:
+    try:  # the generator's own stamp, where the installed kit has it
+        from medtl_lib.data.synthetic import is_standin
+
+        return bool(is_standin(in_repo(data_dir)))
+    except Exception:
+        return "synthetic" in Path(str(data_dir)).parts
+
+
+def _run_config(run: Path) -> dict:
+    path = run / "config.yaml"
+    if not path.is_file():
+        return {}
+    import yaml
+
+    data = yaml.safe_load(path.read_text()) or {}
+    return data if isinstance(data, dict) else {}

@@ -24,6 +24,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from medtl_lib.teaching.walkthrough import reading_differences
 from medtl_lib.training.dual_monitor import PHASE_VAL_LOSS
 
 DUAL_COLOR = "tab:blue"
@@ -61,11 +62,13 @@ def _upto(df: pd.DataFrame | None, epoch: int | None) -> pd.DataFrame | None:
 
 
 def plot_replay(replay_df: pd.DataFrame, baseline_df: pd.DataFrame | None = None,
-                upto: int | None = None) -> Figure:
+                upto: int | None = None, source: str | None = None) -> Figure:
     """Four aligned panels: train acc vs T, val loss with theta*, LR (log), and the counters.
 
     ``upto`` draws the state as it stood after that epoch (the slider uses it); the axes keep the
-    full run's limits so nothing jumps while stepping.
+    full run's limits so nothing jumps while stepping. With ``baseline_df`` the ReduceLROnPlateau
+    replay is drawn beside the dual monitor (purple, dashed) in the same panels. ``source`` says
+    where the curve came from (simulated or which run) in the title, so a saved figure says it too.
     """
     if replay_df.empty:
         raise ValueError("replay_df is empty")
@@ -78,9 +81,12 @@ def plot_replay(replay_df: pd.DataFrame, baseline_df: pd.DataFrame | None = None
     fig = Figure(figsize=(9.5, 10), layout="constrained")
     ax_acc, ax_loss, ax_lr, ax_cnt = fig.subplots(4, 1, sharex=True)
     axes = (ax_acc, ax_loss, ax_lr, ax_cnt)
-    title = "Dual monitor (Algorithm 1) replay"
+    title = "Dual monitor (Algorithm 1)"
+    title += " vs ReduceLROnPlateau" if baseline_df is not None else " replay"
     if upto is not None:
         title += f" - state after epoch {min(int(upto), last_epoch)}"
+    if source:
+        title += f"\n{source}"
     fig.suptitle(title)
 
     for epoch in rep.loc[rep["phase"] == PHASE_VAL_LOSS, "epoch"]:
@@ -181,14 +187,73 @@ def plot_replay(replay_df: pd.DataFrame, baseline_df: pd.DataFrame | None = None
         if bstop is not None:
             ax.axvline(bstop, color=BASE_COLOR, lw=1, ls="--", alpha=0.7)
         ax.grid(alpha=0.3)
-    if stop is not None:
-        ax_acc.annotate("dual stop", (stop, 1), xycoords=("data", "axes fraction"),
-                        xytext=(3, -12), textcoords="offset points", color=STOP_COLOR, fontsize=8)
-    if bstop is not None:
-        ax_acc.annotate("plateau stop", (bstop, 1), xycoords=("data", "axes fraction"),
-                        xytext=(3, -24), textcoords="offset points", color=BASE_COLOR, fontsize=8)
+    for epoch, text, color, dy in ((stop, "dual stop", STOP_COLOR, -12),
+                                   (bstop, "plateau stop", BASE_COLOR, -24)):
+        if epoch is None:
+            continue
+        at_edge = epoch >= last_epoch - 1  # label to the left there, or it leaves the figure
+        ax_acc.annotate(text, (epoch, 1), xycoords=("data", "axes fraction"),
+                        xytext=(-3 if at_edge else 3, dy), textcoords="offset points",
+                        ha="right" if at_edge else "left", color=color, fontsize=8)
     ax_cnt.set_xlim(0.5, last_epoch + 0.5)
     ax_cnt.xaxis.get_major_locator().set_params(integer=True)
+    return fig
+
+
+def plot_readings(pairs: dict[str, tuple[pd.DataFrame, pd.DataFrame]],
+                  titles: dict[str, str] | None = None) -> Figure:
+    """One column per open reading: the kit's replay against the other reading's, same curve.
+
+    Top: validation loss with each replay's theta* and stop (phase-B epochs of the kit's replay
+    shaded, epochs whose decisions differ marked red). Bottom: both LR traces (log scale). Why a
+    figure per reading and not one for all: each reading is replayed alone, often on its own curve
+    (the one where it matters), so every difference has exactly one cause.
+    """
+    if not pairs:
+        raise ValueError("pairs is empty")
+    titles = titles or {}
+    fig = Figure(figsize=(4.2 * len(pairs), 6), layout="constrained")
+    axes = fig.subplots(2, len(pairs), sharex="col", squeeze=False)
+    for j, (name, (kit, other)) in enumerate(pairs.items()):
+        ax_loss, ax_lr = axes[0][j], axes[1][j]
+        differ = set(int(e) for e in reading_differences(kit, other)["epoch"])
+        for epoch in kit.loc[kit["phase"] == PHASE_VAL_LOSS, "epoch"]:
+            for ax in (ax_loss, ax_lr):
+                ax.axvspan(epoch - 0.5, epoch + 0.5, color=PHASE_B_SHADE, lw=0, zorder=0)
+        longer = kit if len(kit) >= len(other) else other
+        ax_loss.plot(longer["epoch"], longer["val_loss"], "-o", color="grey", ms=3, lw=1,
+                     label="val loss")
+        for epoch in sorted(differ):
+            ax_loss.axvline(epoch, color=STOP_COLOR, alpha=0.15, lw=6, zorder=0)
+        for df, label, color, marker, ls in ((kit, "kit", DUAL_COLOR, "*", "-"),
+                                              (other, "other reading", "tab:orange", "D", "--")):
+            theta = _theta(df)
+            if theta is not None:
+                y = float(df.loc[df["epoch"] == theta, "val_loss"].iloc[0])
+                ax_loss.plot([theta], [y], marker, color=color, mec="black",
+                             ms=14 if marker == "*" else 8, zorder=5,
+                             label=f"{label}: theta* = {theta}")
+            stop = _stop_epoch(df)
+            if stop is not None:
+                for ax in (ax_loss, ax_lr):
+                    ax.axvline(stop, color=color, ls=ls, lw=1.5)
+            ax_lr.step(df["epoch"], df["lr"], where="mid", color=color, ls=ls, lw=2,
+                       label=f"{label}" + (f" (stop {stop})" if stop else " (no stop)"))
+        ax_loss.set_title(titles.get(name, name), fontsize=10)
+        ax_loss.legend(fontsize=7, loc="upper right")
+        ax_loss.grid(alpha=0.3)
+        ax_lr.set_yscale("log")
+        lrs = [v for v in [*kit["lr"], *other["lr"]] if v > 0]
+        if lrs:  # the same padding as plot_replay: a factor-2 range gets readable ticks
+            ax_lr.set_ylim(min(lrs) / 1.6, max(lrs) * 1.6)
+        ax_lr.set_xlabel("epoch")
+        ax_lr.legend(fontsize=7, loc="lower left")
+        ax_lr.grid(alpha=0.3)
+        ax_lr.xaxis.get_major_locator().set_params(integer=True)
+        if j == 0:
+            ax_loss.set_ylabel("val loss\n(red: decisions differ)")
+            ax_lr.set_ylabel("learning rate")
+    fig.suptitle("The open readings, each replayed alone against the kit's")
     return fig
 
 
@@ -278,10 +343,26 @@ def _show_figure(fig: Figure) -> None:
 
 # ----------------------------------------------------------------------------- tables
 
+NEVER_USED = "never used (stopped)"
+
+
 def state_table(replay_df: pd.DataFrame, upto: int | None = None) -> pd.DataFrame:
-    """The columns a student needs to follow the decisions (phase, c, s, LR, theta*)."""
+    """The columns a student needs to follow the decisions (phase, c, s, LR, theta*).
+
+    ``lr_next`` of the epoch that stops is blanked (NaN, shown as "never used (stopped)"): no epoch
+    runs at it, and a number there reads as if training went on at that LR.
+    """
     df = _upto(replay_df, upto)
-    return df[[c for c in STATE_COLUMNS if c in df.columns]].reset_index(drop=True)
+    table = df[[c for c in STATE_COLUMNS if c in df.columns]].reset_index(drop=True)
+    if "lr_next" in table and "stop" in table:
+        table["lr_next"] = table["lr_next"].astype(float).where(~table["stop"].astype(bool))
+    return table
+
+
+def full_table(table: pd.DataFrame) -> Any:
+    """A table for display with every ``why`` sentence in full (pandas cuts text cells at 50
+    characters, which cut the reasons in half); rows styled as in the step-through view."""
+    return _styled(table)
 
 
 def _compare_row(rep: pd.DataFrame, base: pd.DataFrame | None) -> pd.DataFrame:
@@ -290,12 +371,14 @@ def _compare_row(rep: pd.DataFrame, base: pd.DataFrame | None) -> pd.DataFrame:
         if df is None or df.empty:
             continue
         last = df.iloc[-1]
+        stop = bool(last["stop"])
         rows[name] = {
             "epoch": int(last["epoch"]), "phase": last.get("phase", "val_loss (always)"),
-            "c": int(last["c"]), "s": int(last["s"]), "LR used": float(last["lr"]),
-            "LR next": float(last["lr_next"]), "theta*": _theta(df), "stop": bool(last["stop"]),
+            "c": int(last["c"]), "s": int(last["s"]), "LR used": f"{float(last['lr']):.3g}",
+            "LR next": NEVER_USED if stop else f"{float(last['lr_next']):.3g}",
+            "theta*": _theta(df), "stop": stop,
         }
-    return pd.DataFrame(rows).T
+    return pd.DataFrame(rows).T.rename_axis("schedule").reset_index()
 
 
 def _styled(table: pd.DataFrame) -> Any:
@@ -312,10 +395,18 @@ def _styled(table: pd.DataFrame) -> Any:
             return [css] * len(row)
 
         styler = table.style.apply(row_style, axis=1)
-        styler = styler.format({"lr": "{:.3g}", "lr_next": "{:.3g}", "train_acc": "{:.4f}",
-                                "val_loss": "{:.4f}"}, na_rep="-")
-        styler = styler.set_properties(subset=["why"] if "why" in table else [],
-                                       **{"text-align": "left"})
+        formats = {"lr": "{:.3g}", "train_acc": "{:.4f}", "val_loss": "{:.4f}"}
+        styler = styler.format({k: v for k, v in formats.items() if k in table}, na_rep="-")
+        if "lr_next" in table:
+            styler = styler.format(
+                lambda v: NEVER_USED if pd.isna(v) else f"{float(v):.3g}", subset=["lr_next"])
+        text = [c for c in table.columns if c == "why" or str(c).startswith("why")
+                or c == "differs"]
+        if text:  # the sentences hold "<" and ">": escape them, show them whole
+            styler = styler.format(escape="html", subset=text)
+        styler = styler.set_properties(subset=text, **{"text-align": "left",
+                                                       "white-space": "normal",
+                                                       "min-width": "28em"})
         styler.to_html()  # fail here (e.g. no jinja2) rather than at display time
         return styler
     except Exception:
@@ -326,9 +417,13 @@ def _render_table(table: pd.DataFrame) -> None:
     if _in_kernel():
         _display(_styled(table))
     else:
-        with pd.option_context("display.width", 250, "display.max_colwidth", 250,
+        with pd.option_context("display.width", 250, "display.max_colwidth", None,
                                "display.max_rows", 500, "display.max_columns", 50):
-            print(table.to_string(index=False))
+            shown = table.copy()
+            if "lr_next" in shown:
+                shown["lr_next"] = [NEVER_USED if pd.isna(v) else f"{float(v):.3g}"
+                                    for v in shown["lr_next"]]
+            print(shown.to_string(index=False, na_rep="-"))
 
 
 # ----------------------------------------------------------------------------- step through
@@ -348,16 +443,18 @@ class StepView:
         return f"<step_through: {self.mode}{why}, {len(self.table)} epochs>"
 
 
-def _render_state(rep: pd.DataFrame, base: pd.DataFrame | None, epoch: int) -> Figure:
+def _render_state(rep: pd.DataFrame, base: pd.DataFrame | None, epoch: int,
+                  source: str | None = None) -> Figure:
     row = rep[rep["epoch"] == epoch]
-    fig = plot_replay(rep, base, upto=epoch)
+    fig = plot_replay(rep, base, upto=epoch, source=source)
     _show_figure(fig)
     if len(row):
-        print(f"epoch {epoch}: {row['why'].iloc[0]}")
+        print(f"epoch {epoch}, dual monitor: {row['why'].iloc[0]}")
     if base is not None:
         brow = base[base["epoch"] == epoch]
         if len(brow):
-            print(f"epoch {epoch}: {brow['why'].iloc[0]}")
+            why = str(brow["why"].iloc[0]).removeprefix("plateau: ")
+            print(f"epoch {epoch}, ReduceLROnPlateau: {why}")
         elif len(base) and epoch > int(base["epoch"].max()):
             print(f"(ReduceLROnPlateau stopped after epoch {int(base['epoch'].max())})")
     if not len(row):
@@ -367,10 +464,13 @@ def _render_state(rep: pd.DataFrame, base: pd.DataFrame | None, epoch: int) -> F
 
 
 def step_through(replay_df: pd.DataFrame, baseline_df: pd.DataFrame | None = None,
-                 static: bool | None = None) -> StepView:
+                 static: bool | None = None, source: str | None = None) -> StepView:
     """Slider over the epochs in a live notebook; full table + figure when headless.
 
-    Never raises for lack of a frontend: any failure to build the widget falls back to static.
+    With ``baseline_df`` every state shows the ReduceLROnPlateau replay beside the dual monitor:
+    its LR trace and cuts in the figure, its decision sentence under the dual monitor's, and both
+    in the side-by-side row. Never raises for lack of a frontend: any failure to build the widget
+    falls back to static.
     """
     if replay_df.empty:
         raise ValueError("replay_df is empty")
@@ -378,7 +478,7 @@ def step_through(replay_df: pd.DataFrame, baseline_df: pd.DataFrame | None = Non
     table = state_table(replay_df)
     if reason is None:
         try:
-            return _widget_view(replay_df, baseline_df, table)
+            return _widget_view(replay_df, baseline_df, table, source)
         except Exception as exc:  # a broken widget stack must not break the lesson
             reason = f"widget failed: {type(exc).__name__}: {exc}"
     print(f"Static view ({reason}). In JupyterLab, step_through(..., static=False) "
@@ -386,14 +486,15 @@ def step_through(replay_df: pd.DataFrame, baseline_df: pd.DataFrame | None = Non
     _render_table(table)
     if baseline_df is not None:
         print("ReduceLROnPlateau + early stopping on the same validation losses:")
-        _render_table(baseline_df[[c for c in STATE_COLUMNS if c in baseline_df.columns]])
-    fig = plot_replay(replay_df, baseline_df)
+        _render_table(state_table(baseline_df))
+    fig = plot_replay(replay_df, baseline_df, source=source)
     _show_figure(fig)
     sys.stdout.flush()
     return StepView("static", reason, table, fig)
 
 
-def _widget_view(rep: pd.DataFrame, base: pd.DataFrame | None, table: pd.DataFrame) -> StepView:
+def _widget_view(rep: pd.DataFrame, base: pd.DataFrame | None, table: pd.DataFrame,
+                 source: str | None = None) -> StepView:
     import ipywidgets as W
     from IPython.display import display
 
@@ -409,7 +510,7 @@ def _widget_view(rep: pd.DataFrame, base: pd.DataFrame | None, table: pd.DataFra
     def redraw(change: dict | None = None) -> None:
         with out:
             out.clear_output(wait=True)
-            _render_state(rep, base, int(slider.value))
+            _render_state(rep, base, int(slider.value), source)
 
     slider.observe(redraw, names="value")
     box = W.VBox([W.HBox([play, slider]), out])
