@@ -320,7 +320,7 @@ def _print_model_info(args: argparse.Namespace) -> int:
                  for k, v in parse_key_values(args.head_args, "--head-arg").items()}
     model, info = create_model(args.model, args.num_classes, weights=args.weights,
                                img_size=args.img_size, pool=args.pool, head=args.head,
-                               head_args=head_args)
+                               head_args=head_args, surgery=strategy.surgery())
     stage = strategy.stages(args.epochs)[0]
     trainable = count_params(strategy.param_groups(model, 1.0, stage))
     out = model_info(model, args.img_size, trainable_params=trainable,

@@ -235,12 +235,12 @@ def train_run(cfg: RunConfig, progress: bool | None = None, log=print) -> RunRes
     dev = select_device(cfg.device, cfg.amp)
     if dev.device.type == "cpu" and tune_cpu_allocator():
         log("CPU: glibc allocator set to keep freed buffers (faster steps, peak memory kept)")
+    strategy = get_strategy(cfg.strategy, cfg.strategy_args)
     model, info = create_model(cfg.model, len(index.class_names), weights=cfg.weights,
                                img_size=cfg.img_size, pool=cfg.pool, head=cfg.head,
-                               head_args=cfg.head_args)
+                               head_args=cfg.head_args, surgery=strategy.surgery())
     if cfg.normalize == "clip":  # seed 002's code normalises every backbone's input as CLIP's
         info.data_config.update(mean=CLIP_MEAN, std=CLIP_STD)
-    strategy = get_strategy(cfg.strategy, cfg.strategy_args)
     log(f"data: {index.root} ({len(index.frame)} images, classes {index.class_names}); "
         f"split {index.frame['split'].value_counts().to_dict()}")
     log(f"model: {info.timm_name}, weights: {info.weights_source}; device: {dev.description}")

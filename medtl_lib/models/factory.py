@@ -264,17 +264,18 @@ class ModelInfo:
 
 def create_model(name: str, num_classes: int, weights: str = "auto", img_size: int | None = None,
                  pool: str = "avg", head: str = "linear", head_args: dict | None = None,
-                 ) -> tuple[Classifier, ModelInfo]:
+                 surgery: list[dict] | None = None) -> tuple[Classifier, ModelInfo]:
     """Build the classifier; ``weights`` is 'auto', 'none' or a path to a state-dict file.
 
     ``pool`` and ``head`` (with ``head_args``) are as in :class:`Classifier`; the defaults are
-    seed 000's model, key for key.
+    seed 000's model, key for key. ``surgery`` (models/surgery.py) follows the preset's own, applied
+    to the backbone after its weights are loaded (a strategy's cut or slimming, seed 003).
     """
     if num_classes < 2:
         raise ValueError(f"num_classes must be >= 2, got {num_classes}")
     timm_name, preset = resolve_model_name(name)
     spec = ModelSpec(name, timm_name, num_classes, img_size, pool, head, dict(head_args or {}),
-                     [dict(op) for op in (preset.surgery if preset else ())])
+                     [dict(op) for op in (*(preset.surgery if preset else ()), *(surgery or ()))])
     return build_model(spec, weights)
 
 

@@ -98,6 +98,11 @@ class Strategy:
         return [{"params": list(model.parameters()), "lr": lr, "name": "all"}]
 
     # --------------------------------------------------------------- hooks
+    def surgery(self) -> list[dict]:
+        """Structural edits this strategy makes to the model before training (models/surgery.py
+        ops, recorded in the run's model.json); most strategies change none."""
+        return []
+
     def setup(self, model: nn.Module) -> None:
         """Once, on the freshly built (pretrained) model, before a resume loads any state."""
 

@@ -1,0 +1,110 @@
+"""Seed 003's model surgery and strategies: the spec's structural numbers (Section 3.1/3.6),
+bit-for-bit prefixes, rebuild from a run folder, and what LWFT trains at which rate."""
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+
+from medtl_lib.models.factory import create_model, load_run_model, save_model_spec
+from medtl_lib.models.surgery import slim, truncate
+from medtl_lib.training.strategies import get_strategy
+
+
+def _n(module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+@pytest.mark.parametrize("name, cut, params", [
+    ("resnet50", "stem", 9_536), ("resnet50", "layer1", 225_344), ("resnet50", "layer2", 1_444_928),
+    ("resnet50", "layer3.3", 6_308_928), ("resnet50", "layer3", 8_543_296),
+    ("resnet50", "layer4", 23_508_032), ("resnet18", "layer1.0", 83_520),
+    ("resnet18", "layer3", 2_782_784), ("densenet121", "features.transition1", 377_856),
+    ("densenet121", "features.transition2", 1_429_632),
+    ("densenet121", "features.transition3", 4_793_728),
+    ("tf_efficientnet_lite0", "blocks.0", 1_824), ("tf_efficientnet_lite0", "blocks.4", 700_768),
+    ("tf_efficientnet_lite0", "blocks.6", 2_958_848),
+])
+def test_truncation_keeps_the_spec_parameter_counts(name, cut, params):
+    assert _n(truncate(timm.create_model(name, num_classes=0), cut)) == params
+
+
+def test_densenet_is_cut_after_the_transition_as_the_authors_did():
+    m = truncate(timm.create_model("densenet121", num_classes=0), "features.transition2")
+    assert m.num_features == 256 and m(torch.zeros(1, 3, 224, 224)).shape == (1, 256)
+
+
+@pytest.mark.parametrize("slim_from, params", [("layer4", 5_210_176), ("layer3", 3_390_272),
+                                                ("layer2", 2_934_976), ("layer1", 2_814_976)])
+def test_transfusion_halves_the_top_and_keeps_the_prefix(slim_from, params):
+    torch.manual_seed(0)
+    base = timm.create_model("resnet18", num_classes=0)
+    slimmed = slim(base, slim_from)
+    assert _n(slimmed) == params and slimmed.num_features == 256
+    stages = ["layer1", "layer2", "layer3", "layer4"]
+    kept = ("conv1.", "bn1.", *(f"{s}." for s in stages[:stages.index(slim_from)]))
+    ref = base.state_dict()
+    for k, v in slimmed.state_dict().items():
+        if k.startswith(kept):
+            assert torch.equal(v, ref[k]), k  # pretrained prefix, bit for bit
+        elif k.endswith("bn1.weight") or k.endswith("bn3.weight"):
+            assert torch.equal(v, torch.ones_like(v)), k  # no zero-init of the last BN
+
+
+def test_ttl_model_info_reproduces_table_1():
+    """TTL-1 (ResNet-50 cut after layer3, 2 classes): 8.55 M pooled, 8,944,706 flatten at 224 px."""
+    s = get_strategy("ttl", {"cut": "layer3"}).surgery()
+    pooled, _ = create_model("resnet50", 2, weights="none", img_size=224, surgery=s)
+    flat, _ = create_model("resnet50", 2, weights="none", img_size=224, pool="flatten", surgery=s)
+    assert _n(pooled) == 8_545_346 and _n(flat) == 8_944_706
+    tf, _ = create_model("resnet50", 2, weights="none", img_size=224,
+                         surgery=get_strategy("transfusion", {"slim_from": "layer4"}).surgery())
+    assert _n(tf) == 12_945_472 + 2 * 1024 + 2  # "12.9" in Table 1
+
+
+def test_truncated_run_model_rebuilds_from_model_json(tmp_path):
+    torch.manual_seed(3)
+    s = get_strategy("ttl", {"cut": "layer2.0"}).surgery()
+    model, info = create_model("resnet18", 3, weights="none", img_size=64, surgery=s)
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save({"model": model.state_dict(), "class_names": ["a", "b", "c"], "epoch": 1},
+               run / "best.pt")
+    save_model_spec(info.spec, run)
+    loaded, spec, _ = load_run_model(run)
+    assert spec.surgery == [{"op": "truncate", "cut": "layer2.0"}]
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model.eval()(x))
+
+
+def test_bad_cut_points_are_named():
+    with pytest.raises(ValueError, match="layer5.*not a cut point"):
+        truncate(timm.create_model("resnet18", num_classes=0), "layer5")
+    with pytest.raises(ValueError, match="blocks 0..1, not 7"):
+        truncate(timm.create_model("resnet18", num_classes=0), "layer2.7")
+    with pytest.raises(ValueError, match="ResNet, DenseNet and EfficientNet"):
+        truncate(timm.create_model("vit_tiny_patch16_224", num_classes=0), "blocks.3")
+    with pytest.raises(ValueError, match="needs a cut point"):
+        get_strategy("ttl")
+
+
+def test_lwft_freezes_the_bottom_and_trains_the_top_at_a_tenth(loaders):
+    from medtl_lib.device import select_device
+    from medtl_lib.training.trainer import Trainer, schedule_factory
+
+    train, val = loaders
+    model, _ = create_model("test_resnet", 4, weights="none", img_size=32)
+    first = [n for n, _ in model.backbone.named_children() if n.startswith("layer")][-1]
+    strategy = get_strategy("lwft", {"finetune_from": first})
+    groups = strategy.param_groups(model, 1e-3, strategy.stages(1)[0])
+    assert [(g["name"], g["lr"]) for g in groups] == [("head", 1e-3), ("backbone", 1e-4)]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    t = Trainer(model, strategy, select_device("cpu"), lr=1e-2, epochs=1,
+                schedules=schedule_factory("none", {}), select_by="val_loss", progress=False)
+    t.fit(train, val)
+    after = t.model.state_dict()
+    for k, v in before.items():
+        if not k.startswith((f"backbone.{first}.", "head.")):
+            assert torch.equal(after[k], v), f"{k} is below {first} and changed"
+    assert not torch.equal(after["head.weight"], before["head.weight"])
