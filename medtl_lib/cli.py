@@ -120,6 +120,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_args(p)
     p.add_argument("--out", required=True, help="run folder (rerun the same command to resume)")
 
+    sc = sub.add_parser("search-cut", help="seed 003's cut search: block search, then the "
+                        "layers around the best block; chosen by validation AUROC")
+    _add_train_args(sc)
+    sc.add_argument("--method", required=True, choices=("ttl", "transfusion", "lwft"))
+    sc.add_argument("--no-fine", action="store_true", help="the block search only ('-1' in the "
+                    "paper's tables)")
+    sc.add_argument("--out", required=True, help="search folder: one run folder per candidate, "
+                    "search.csv, search.json (rerun to resume)")
+
     st = sub.add_parser("strategies", help="the fine-tuning strategies and schedules, with their "
                         "arguments")
     st.add_argument("--json", action="store_true", help="one JSON object, for machines")
@@ -227,6 +236,17 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"out": str(result.out), "test": {
                 k: result.metrics["test"][k] for k in
                 ("accuracy", "precision_macro", "recall_macro", "f1_macro")}}, indent=2))
+            return 0
+        if args.command == "search-cut":
+            from .data.registry import get_spec
+            from .models.names import resolve_model_name
+
+            get_spec(args.dataset)
+            resolve_model_name(args.model)
+            cfg = config_from_args(args)
+            from .search_cut import search_cut
+
+            search_cut(cfg, args.method, args.out, fine=not args.no_fine)
             return 0
         if args.command == "report" and args.report_command == "ci":
             from .evaluation.ci import format_ci, run_ci

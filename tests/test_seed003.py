@@ -108,3 +108,38 @@ def test_lwft_freezes_the_bottom_and_trains_the_top_at_a_tenth(loaders):
         if not k.startswith((f"backbone.{first}.", "head.")):
             assert torch.equal(after[k], v), f"{k} is below {first} and changed"
     assert not torch.equal(after["head.weight"], before["head.weight"])
+
+
+def test_search_cut_block_then_layers_resumes_and_reports_the_chosen(synth_root, tmp_path):
+    """The block search, then the layers between the boundaries around the best block; chosen by
+    validation AUROC (ties: the smaller model); rerun trains nothing again."""
+    import json
+
+    import pandas as pd
+
+    from medtl_lib.cli import main
+    from medtl_lib.config import RunConfig
+    from medtl_lib.search_cut import search_cut
+
+    data = synth_root("brain_tumor_mri", n_per_class=10, size=32)
+    base = RunConfig(dataset="brain_tumor_mri", data_dir=str(data), model="resnet18",
+                     weights="none", img_size=32, epochs=1, batch_size=16)
+    lines: list[str] = []
+    table = search_cut(base, "ttl", tmp_path / "s", log=lines.append)
+    blocks = table[table["stage"] == "block"]
+    assert blocks["point"].tolist() == ["layer1", "layer2", "layer3", "layer4"]
+    best_block = blocks.sort_values(["val_auroc", "params"], ascending=[False, True]).iloc[0]
+    layers = table[table["stage"] == "layer"]["point"].tolist()
+    assert layers and all(p.split(".")[0] in (best_block["point"], f"layer{int(best_block['point'][-1]) + 1}")
+                          for p in layers)
+    chosen = table[table["chosen"]].iloc[0]
+    assert chosen["val_auroc"] == table["val_auroc"].max()
+    assert chosen["params"] == table[table["val_auroc"] == chosen["val_auroc"]]["params"].min()
+    saved = json.loads((tmp_path / "s" / "search.json").read_text())
+    assert saved["chosen"] == chosen["point"] and "accuracy" in saved["test"]
+    assert pd.read_csv(tmp_path / "s" / "search.csv").shape[0] == len(table)
+    # rerun from the command line: every candidate is read back, none trained again
+    assert main(["search-cut", "--method", "ttl", "--dataset", "brain_tumor_mri", "--data-dir",
+                 str(data), "--model", "resnet18", "--weights", "none", "--img-size", "32",
+                 "--epochs", "1", "--batch-size", "16", "--out", str(tmp_path / "s")]) == 0
+    assert pd.read_csv(tmp_path / "s" / "search.csv")["skipped"].all()
