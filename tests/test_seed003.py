@@ -143,3 +143,18 @@ def test_search_cut_block_then_layers_resumes_and_reports_the_chosen(synth_root,
                  str(data), "--model", "resnet18", "--weights", "none", "--img-size", "32",
                  "--epochs", "1", "--batch-size", "16", "--out", str(tmp_path / "s")]) == 0
     assert pd.read_csv(tmp_path / "s" / "search.csv")["skipped"].all()
+
+
+@pytest.mark.parametrize("strategy, args, paper_gmacs", [
+    ("full", {}, 4.12), ("ttl", {"cut": "layer3"}, 3.31), ("ttl", {"cut": "layer3.3"}, 2.87),
+    ("transfusion", {"slim_from": "layer4"}, 3.56)])
+def test_macs_in_the_authors_convention_match_table_1(strategy, args, paper_gmacs):
+    """ptflops (the authors' counter) adds biases, norms, activations and pooling to conv +
+    linear; with it the kit's counts round to Table 1's at 224 px."""
+    from medtl_lib.models.info import count_macs
+
+    model, _ = create_model("resnet50", 2, weights="none", img_size=224,
+                            surgery=get_strategy(strategy, args).surgery())
+    ours = count_macs(model, 224, convention="ptflops") / 1e9
+    assert round(ours, 2) == paper_gmacs
+    assert count_macs(model, 224) / 1e9 < ours  # conv + linear alone is the smaller count

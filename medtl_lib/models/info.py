@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from typing import Callable
 
 import torch
 from torch import nn
@@ -24,15 +25,26 @@ def _device_of(model: nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
-def count_macs(model: nn.Module, img_size: int | tuple[int, int], in_chans: int = 3) -> int:
-    """Multiply-accumulates of the conv and linear layers for ONE image.
+_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm)
+_ACTS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Hardswish)
+_POOLS = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 
-    Conv: output elements x (in_channels / groups) x kernel volume; linear: out_features x
-    in_features x rows (tokens, positions). Biases, norms, activations, pooling and the
-    attention products (q @ k, attn @ v) are not counted, as in the usual published figures
-    (ResNet-50 at 224 px: 4.1 G). Counted by forward hooks on one zero image in eval mode; the
-    model's mode is restored afterwards.
+
+def count_macs(model: nn.Module, img_size: int | tuple[int, int], in_chans: int = 3,
+               convention: str = "conv_linear") -> int:
+    """Multiply-accumulates for ONE image.
+
+    ``conv_linear`` (default): conv output elements x (in_channels / groups) x kernel volume;
+    linear out_features x in_features x rows. Biases, norms, activations, pooling and the
+    attention products are not counted, as in the usual published figures (ResNet-50 at 224 px:
+    4.1 G). ``ptflops``: what seed 003's authors counted with ptflops, which adds a conv's or
+    linear's bias per output element, 2 per element for an affine norm (1 otherwise), 1 per
+    element for an activation and 1 per input element for pooling (ResNet-50: 4.12 G). Counted by
+    forward hooks on one zero image in eval mode; the model's mode is restored afterwards.
     """
+    if convention not in ("conv_linear", "ptflops"):
+        raise ValueError(f"convention is 'conv_linear' or 'ptflops', got '{convention}'")
+    extra = convention == "ptflops"
     total = 0
 
     def conv_hook(m: nn.Module, args: tuple, out: torch.Tensor) -> None:
@@ -41,10 +53,25 @@ def count_macs(model: nn.Module, img_size: int | tuple[int, int], in_chans: int 
         for s in m.kernel_size:
             k *= s
         total += out.numel() * (m.in_channels // m.groups) * k
+        if extra and m.bias is not None:
+            total += out.numel()
 
     def linear_hook(m: nn.Module, args: tuple, out: torch.Tensor) -> None:
         nonlocal total
         total += out.numel() * m.in_features  # = out_features x in_features x rows
+        if extra and m.bias is not None:
+            total += out.numel()
+
+    def elementwise_hook(per: int) -> Callable:
+        def hook(m: nn.Module, args: tuple, out: torch.Tensor) -> None:
+            nonlocal total
+            affine = getattr(m, "affine", getattr(m, "elementwise_affine", False))
+            total += out.numel() * (2 if affine and per == 2 else 1)
+        return hook
+
+    def pool_hook(m: nn.Module, args: tuple, out: torch.Tensor) -> None:
+        nonlocal total
+        total += args[0].numel()
 
     handles = []
     for m in model.modules():
@@ -52,6 +79,12 @@ def count_macs(model: nn.Module, img_size: int | tuple[int, int], in_chans: int 
             handles.append(m.register_forward_hook(conv_hook))
         elif isinstance(m, nn.Linear):
             handles.append(m.register_forward_hook(linear_hook))
+        elif extra and isinstance(m, _NORMS):
+            handles.append(m.register_forward_hook(elementwise_hook(2)))
+        elif extra and isinstance(m, _ACTS):
+            handles.append(m.register_forward_hook(elementwise_hook(1)))
+        elif extra and isinstance(m, _POOLS):
+            handles.append(m.register_forward_hook(pool_hook))
     was_training = model.training
     model.eval()
     try:
@@ -116,6 +149,7 @@ def model_info(model: nn.Module, img_size: int | tuple[int, int], trainable_para
         "params": int(params),
         "trainable_params": int(trainable_params),
         "macs": count_macs(model, img_size),
+        "macs_ptflops": count_macs(model, img_size, convention="ptflops"),
         "latency_ms": latency_ms(model, img_size, device) if latency else None,
         "latency_device": describe_device(device) if latency else None,
         "img_size": img_size if isinstance(img_size, int) else list(_size2(img_size)),
