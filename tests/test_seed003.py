@@ -158,3 +158,31 @@ def test_macs_in_the_authors_convention_match_table_1(strategy, args, paper_gmac
     ours = count_macs(model, 224, convention="ptflops") / 1e9
     assert round(ours, 2) == paper_gmacs
     assert count_macs(model, 224) / 1e9 < ours  # conv + linear alone is the smaller count
+
+
+def test_per_class_auprc_trapezoid_differs_from_average_precision():
+    """On a hand example the trapezoidal PR area (the authors' AUPRC) and average precision differ
+    by more than rounding; a perfect ranker gets 1 on both and AUROC 1."""
+    import numpy as np
+
+    from medtl_lib.evaluation.seed003 import per_class_auc
+
+    labels = np.array([1, 0, 1, 0, 0, 1, 0, 0])
+    p1 = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2])
+    table = per_class_auc(labels, np.stack([1 - p1, p1], 1), ["neg", "pos"])
+    pos = table.loc["pos"]
+    assert abs(pos["auprc_trapezoid"] - pos["average_precision"]) > 0.02
+    assert pos["auroc"] == pytest.approx(11 / 15)  # 11 of the 15 positive-negative pairs ordered
+    perfect = per_class_auc(labels, np.stack([1 - labels, labels], 1).astype(float), ["neg", "pos"])
+    assert (perfect[["auroc", "auprc_trapezoid", "average_precision"]] == 1.0).all().all()
+
+
+def test_complexity_table_has_table_1s_columns():
+    from medtl_lib.evaluation.seed003 import complexity_table
+
+    t = complexity_table("resnet18", {"FTL": [], "TTL layer3": [{"op": "truncate", "cut": "layer3"}]},
+                         img_size=128, latency=False)
+    assert list(t.columns) == ["params_M", "macs_G", "macs_ptflops_G", "latency_ms"]
+    assert t.loc["TTL layer3", "params_M"] < t.loc["FTL", "params_M"]
+    assert abs(t.loc["FTL", "macs_G"] - 0.5922) < 0.001  # spec 3.6: 592.2 M at 128 px
+    assert abs(t.loc["TTL layer3", "macs_G"] - 0.4580) < 0.001  # 458.0 M

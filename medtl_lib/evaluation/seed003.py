@@ -1,0 +1,65 @@
+"""Seed 003's numbers from saved predictions and built models: AUROC and AUPRC per class, and the
+params / MACs / latency table of a set of cut points."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def per_class_auc(labels: np.ndarray, probs: np.ndarray, class_names: list[str]) -> pd.DataFrame:
+    """One row per class, one-vs-rest: AUROC, AUPRC as the authors compute it (trapezoidal area
+    under the precision-recall curve, sklearn's ``auc(recall, precision)``) and average precision
+    (the step-wise area, sklearn's ``average_precision_score``) beside it. The two AUPRCs differ,
+    in either direction: the trapezoid interpolates linearly between PR points, which precision
+    does not do between thresholds; compare the authors' numbers with the first only."""
+    from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_auc_score
+
+    labels, probs = np.asarray(labels), np.asarray(probs, dtype=np.float64)
+    rows = []
+    for i, name in enumerate(class_names):
+        y = (labels == i).astype(int)
+        if y.min() == y.max():  # the class is absent (or everything): no curve
+            rows.append({"class": name, "n": int(y.sum()), "auroc": np.nan,
+                         "auprc_trapezoid": np.nan, "average_precision": np.nan})
+            continue
+        precision, recall, _ = precision_recall_curve(y, probs[:, i])
+        rows.append({"class": name, "n": int(y.sum()), "auroc": roc_auc_score(y, probs[:, i]),
+                     "auprc_trapezoid": auc(recall, precision),
+                     "average_precision": average_precision_score(y, probs[:, i])})
+    return pd.DataFrame(rows).set_index("class")
+
+
+def run_per_class_auc(run_dir: str | Path, split: str = "test") -> pd.DataFrame:
+    """:func:`per_class_auc` of a run folder's ``predictions_<split>.csv``."""
+    run = Path(run_dir)
+    classes = json.loads((run / "metrics.json").read_text())["class_names"]
+    frame = pd.read_csv(run / f"predictions_{split}.csv")
+    return per_class_auc(frame["label"].to_numpy(),
+                         frame[[f"prob_{c}" for c in classes]].to_numpy(), classes)
+
+
+def complexity_table(model: str, variants: dict[str, list[dict]], num_classes: int = 2,
+                     img_size: int = 224, latency: bool = True) -> pd.DataFrame:
+    """Params (M), MACs (G, conv + linear and the authors' ptflops convention) and batch-1 CPU
+    latency (ms, median) of ``model`` under each named list of surgery ops (``{}`` = the full
+    model), as Table 1's P / MACs / T columns."""
+    import torch
+
+    from ..models.factory import create_model
+    from ..models.info import count_macs, describe_device, latency_ms
+
+    rows = []
+    for label, ops in variants.items():
+        m, _ = create_model(model, num_classes, weights="none", img_size=img_size, surgery=ops)
+        rows.append({"model": label, "params_M": sum(p.numel() for p in m.parameters()) / 1e6,
+                     "macs_G": count_macs(m, img_size) / 1e9,
+                     "macs_ptflops_G": count_macs(m, img_size, convention="ptflops") / 1e9,
+                     "latency_ms": latency_ms(m, img_size, "cpu", warmup=5, reps=30)
+                     if latency else np.nan})
+    out = pd.DataFrame(rows).set_index("model")
+    out.attrs["latency_device"] = describe_device("cpu") if latency else ""
+    del torch
+    return out
