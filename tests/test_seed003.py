@@ -2,6 +2,7 @@
 bit-for-bit prefixes, rebuild from a run folder, and what LWFT trains at which rate."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import timm
 import torch
@@ -186,3 +187,21 @@ def test_complexity_table_has_table_1s_columns():
     assert t.loc["TTL layer3", "params_M"] < t.loc["FTL", "params_M"]
     assert abs(t.loc["FTL", "macs_G"] - 0.5922) < 0.001  # spec 3.6: 592.2 M at 128 px
     assert abs(t.loc["TTL layer3", "macs_G"] - 0.4580) < 0.001  # 458.0 M
+
+
+@pytest.mark.parametrize("name, cut", [("resnet18", None), ("resnet18", "layer3"),
+                                       ("resnet18", "layer2.0"), ("tf_efficientnet_lite0", "blocks.4"),
+                                       ("densenet121", "features.transition2")])
+def test_grad_cam_on_the_last_kept_block(name, cut):
+    from medtl_lib.analysis.gradcam import grad_cam, last_block
+
+    surgery = [{"op": "truncate", "cut": cut}] if cut else []
+    torch.manual_seed(0)
+    model, _ = create_model(name, 3, weights="none", img_size=64, surgery=surgery)
+    layer = last_block(model)
+    if name == "resnet18":
+        stage = cut.split(".")[0] if cut else "layer4"
+        assert layer is getattr(model.backbone, stage)[-1]
+    maps = grad_cam(model, torch.randn(2, 3, 64, 64), target_class=1)
+    assert maps.shape == (2, 64, 64) and np.isfinite(maps).all()
+    assert maps.min() >= 0 and maps.max() <= 1
