@@ -47,3 +47,19 @@ def test_bad_input_is_refused(x):
         svcca(x, x[:10])
     with pytest.raises(ValueError, match="constant"):
         svcca(np.ones((20, 3)), x[:20])
+
+
+def test_pooled_activations_name_every_cut_point_and_pool_them():
+    import torch
+
+    from medtl_lib.analysis.activations import cut_modules, pooled_activations
+    from medtl_lib.models.factory import create_model
+
+    model, _ = create_model("resnet18", 2, weights="none", img_size=64,
+                            surgery=[{"op": "truncate", "cut": "layer3"}])
+    names = list(cut_modules(model))
+    assert names == ["stem", "layer1.0", "layer1.1", "layer2.0", "layer2.1", "layer3.0", "layer3.1"]
+    acts = pooled_activations(model, torch.randn(10, 3, 64, 64), ["stem", "layer3.1"], batch_size=4)
+    assert acts["stem"].shape == (10, 64) and acts["layer3.1"].shape == (10, 256)
+    with pytest.raises(ValueError, match="layer4.0"):
+        pooled_activations(model, torch.randn(2, 3, 64, 64), ["layer4.0"])
