@@ -72,7 +72,7 @@ PROFILES = REPO / "profiles"
 KERNEL = "python3"  # ipykernel's own kernel: present wherever ipykernel is installed
 RUN_FIELDS = {f.name for f in fields(RunConfig)}
 PROFILE_KEYS = ("name", "description", "synthetic", "datasets", "models", "strategies", "seeds",
-                "defaults", "overrides", "data_dirs", "walkthrough", "leakage")
+                "defaults", "overrides", "data_dirs", "walkthrough", "leakage", "twin")
 MERGED_FIELDS = ("strategy_args", "schedule_args")  # mappings merged key by key, not replaced
 MATRIX_FIELDS = ("dataset", "model", "strategy", "seed", "out")  # set per run by the matrix
 DEFAULT_STRATEGY = "full"
@@ -93,6 +93,7 @@ class Profile:
     seeds: list[int] = field(default_factory=lambda: [DEFAULT_SEED])
     legacy_names: bool = True  # runs named <dataset>__<model> (full runs, one seed)
     source: str = ""  # the YAML file it was read from (notebook 07 loads it again)
+    twin: str = ""  # a profile of the same runs under another split protocol (05 shows both)
 
     @property
     def datasets(self) -> list[str]:
@@ -279,9 +280,13 @@ def load_profile(name_or_path: str | os.PathLike, runs_dir: str | os.PathLike = 
         ds = leakage.get("dataset", "brain_tumor_mri")
         if ds in data_dirs:
             leakage.setdefault("data_dir", data_dirs[ds])
+    twin = spec.get("twin") or ""
+    if not isinstance(twin, str) or twin == name:
+        raise ValueError(f"{path}: 'twin' names another profile (its runs folder sits beside "
+                         f"this one), got {twin!r}")
     return Profile(name, runs, out_root, spec.get("description", ""), synthetic, data_dirs,
                    walkthrough, leakage, list(strategies), list(seeds), legacy,
-                   str(path.resolve()))
+                   str(path.resolve()), twin)
 
 
 @dataclass
@@ -328,9 +333,12 @@ def plan(profile: Profile, only: str | None = None) -> list[Step]:
                        "figure_out": str(root / "figures" / "walkthrough.png")}))
     if profile.leakage is not None:
         steps.append(Step("06_leakage", NOTEBOOKS / "06_leakage.ipynb", root / "06_leakage.ipynb",
-                          profile.leakage))
+                          {**profile.leakage, "figures_dir": str(root / "figures")}))
     steps.append(Step("05_results", NOTEBOOKS / "05_results.ipynb", root / "05_results.ipynb",
-                      {"profile_dir": str(root), "figures_dir": str(root / "figures")}))
+                      {"profile_dir": str(root), "figures_dir": str(root / "figures"),
+                       "profile_name": profile.name, "description": profile.description,
+                       "synthetic": bool(profile.synthetic), "page_dir": str(root),
+                       "twin_dir": str(root.parent / profile.twin) if profile.twin else ""}))
     if len(profile.strategies) > 1:  # seed 001: the strategies side by side, then compared
         steps.append(Step("07_strategies", NOTEBOOKS / "07_strategies.ipynb",
                           root / "07_strategies.ipynb",
@@ -393,6 +401,8 @@ def run_profile(profile: Profile | str, only: str | None = None, dry_run: bool =
         if s.done():
             s.status = "skipped"
             log(f"[{i}/{len(steps)}] {s.name}: already done")
+            if export_html:  # a run finished before HTML copies existed gets one now
+                _export_step_html(s, log)
             continue
         log(f"[{i}/{len(steps)}] {s.name} ...")
         t0 = time.perf_counter()
@@ -406,10 +416,12 @@ def run_profile(profile: Profile | str, only: str | None = None, dry_run: bool =
         s.seconds = time.perf_counter() - t0
         log(f"[{i}/{len(steps)}] {s.name}: {s.status} in {s.seconds:.0f}s"
             + (f"\n    {s.error}\n    see {s.output}" if s.error else ""))
+        if export_html and s.name != "05_results":  # before 05, which links the copies
+            _export_step_html(s, log)
     if export_html:
         results = profile.out_root / "05_results.ipynb"
         if results.is_file():
-            html = export_html_report(results)
+            html = export_html_report(results, profile.name)
             log(f"results page: {html}")
     failed = [s for s in steps if s.status == "failed"]
     log(f"done: {sum(s.status == 'ok' for s in steps)} ran, "
@@ -448,19 +460,27 @@ def _kernel_manager():
     return IPCKernelManager
 
 
-def export_html_report(executed: Path) -> Path:
-    """The results notebook as a standalone HTML page without code cells."""
-    import nbformat
-    from nbconvert import HTMLExporter
+def _export_step_html(step: Step, log: Callable[[str], None] = print) -> None:
+    """An executed notebook's HTML copy beside it (``03_train.html``), so the results page can
+    link every run's notebooks for readers without Jupyter; a failed one too (it shows the
+    error). Skipped when the copy is newer than the notebook; never fails the profile."""
+    from .evaluation.results_page import export_notebook_html, html_is_stale
 
-    exporter = HTMLExporter()
-    exporter.exclude_input = True
-    exporter.exclude_input_prompt = True
-    exporter.exclude_output_prompt = True
-    body, _ = exporter.from_notebook_node(nbformat.read(str(executed), as_version=4))
-    target = executed.parent / "results.html"
-    target.write_text(body, encoding="utf-8")
-    return target
+    if not html_is_stale(step.output):
+        return
+    try:
+        export_notebook_html(step.output)
+    except Exception as exc:  # a page we could not write is reported, not fatal
+        log(f"    no HTML copy of {step.output.name}: {_short_error(exc)}")
+
+
+def export_html_report(executed: Path, profile_name: str = "") -> Path:
+    """Notebook 05's executed copy as ``results.html`` beside it: no code cells, titled
+    '<profile> results', every figure embedded with its alt text and nothing loaded from
+    outside the file (medtl_lib.evaluation.results_page)."""
+    from .evaluation.results_page import export_results_page
+
+    return export_results_page(executed, profile_name)
 
 
 def _short_error(exc: Exception) -> str:

@@ -1,7 +1,10 @@
-"""Figures for the kit: training curves (the paper's Fig. 3) and confusion matrices.
+"""Figures for the kit: training curves (the paper's Fig. 3), confusion matrices and notebook
+06's leakage chart.
 
-Every function draws into given axes or a new figure and returns the Figure; nothing calls
-``plt.show()``, so the same code serves notebooks (inline display), scripts and tests.
+Every plotting function draws into given axes or a new figure and returns the Figure; nothing
+calls ``plt.show()``, so the same code serves notebooks, scripts and tests. A notebook shows a
+figure with :func:`show_figure`, which attaches alt text: ``plt.show()`` output has none, and
+the results page needs it for every image.
 """
 from __future__ import annotations
 
@@ -29,12 +32,13 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator, PercentFormatter  # noqa: E402
 
 from ..utils import atomic_write  # noqa: E402
-from .report import DATASETS, PAPER_MODELS, dataset_name  # noqa: E402
+from .report import DATASETS, PAPER_MODELS, SYNTHETIC_NOTE, dataset_name  # noqa: E402
 
 DEFAULT_DPI = 110  # small enough for committed PNGs, sharp enough to read
 PANELS = (("acc", "Accuracy"), ("loss", "Loss"))
 # Artist gids, so a test or a caller can find the markers without relying on draw order.
 GID_LR_CUT, GID_THETA, GID_PHASE = "lr_cut", "theta_star", "val_loss_phase"
+GID_CI = "ci95"  # the error bars of plot_leakage
 
 
 def model_colors(labels: Sequence[str]) -> dict[str, tuple]:
@@ -202,7 +206,10 @@ def confusion_grid(runs: Mapping[tuple[str, str], dict], normalize: bool = True,
         raise ValueError("confusion_grid needs at least one (dataset, model) run")
     keys = list(runs)
     datasets, models = _row_datasets(keys), _row_models(keys)
-    fig = fig or plt.figure(figsize=(2.9 * len(models), 2.9 * len(datasets)), layout="constrained")
+    # rows tall enough for a title, rotated tick labels and the 'predicted' label; wide enough
+    # for a two-line figure title above a single column
+    fig = fig or plt.figure(figsize=(max(5.5, 2.9 * len(models)), 3.5 * len(datasets)),
+                            layout="constrained")
     grid = fig.subplots(len(datasets), len(models), squeeze=False)
     for r, dataset in enumerate(datasets):
         for c, model in enumerate(models):
@@ -225,3 +232,89 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = DEFAULT_DPI) -> Path:
         path = path.with_suffix(".png")
     fmt = path.suffix.lstrip(".").lower()
     return atomic_write(path, lambda p: fig.savefig(p, dpi=dpi, format=fmt, bbox_inches="tight"))
+
+
+def figure_title(fig: Figure, title: str, synthetic: bool = False) -> Figure:
+    """The figure's title; on synthetic stand-ins a second line says the numbers mean nothing
+    for the real task, so a figure copied out of the page cannot lose that warning."""
+    text = f"{title}\n{SYNTHETIC_NOTE}" if synthetic else title
+    fig.suptitle(text, color="0.1", fontsize="medium")
+    return fig
+
+
+def plot_leakage(table: pd.DataFrame, ax: Axes | None = None, title: str = "",
+                 synthetic: bool = False) -> Figure:
+    """Notebook 06's result: test accuracy per split as horizontal bars with their 95%
+    interval as error bars.
+
+    ``table``: a row per split (its index is the label), columns ``test_acc`` and, where known,
+    ``test_acc_ci_low`` / ``test_acc_ci_high``. The axis runs from 0 to 1: bars whose axis
+    starts near the smaller value turn a gap of a few points into a bar twice as long.
+    """
+    if table.empty:
+        raise ValueError("plot_leakage needs at least one split")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 1.2 + 0.6 * len(table)), layout="constrained")
+    fig = ax.figure
+    acc = table["test_acc"].astype(float).to_numpy()
+    y = np.arange(len(table))
+    ax.barh(y, acc, color=["C3" if "image" in str(i) else "C0" for i in table.index], height=0.6)
+    if {"test_acc_ci_low", "test_acc_ci_high"} <= set(table.columns):
+        low = table["test_acc_ci_low"].astype(float).to_numpy()
+        high = table["test_acc_ci_high"].astype(float).to_numpy()
+        known = ~(np.isnan(low) | np.isnan(high))
+        if known.any():
+            err = np.vstack([acc - low, high - acc])[:, known]
+            bars = ax.errorbar(acc[known], y[known], xerr=err, fmt="none", ecolor="0.15",
+                               capsize=4, lw=1.2, label="95% interval")
+            for artist in bars.get_children():
+                artist.set_gid(GID_CI)
+    for yi, v in zip(y, acc):  # the value inside its bar, or after a bar too short to hold it
+        inside = v >= 0.15
+        ax.text(0.01 if inside else v + 0.01, yi, f"{v:.3f}", va="center", ha="left",
+                color="white" if inside else "0.1")
+    ax.set_yticks(y, [str(i) for i in table.index])
+    ax.invert_yaxis()  # first row on top, as in the table
+    ax.set_xlim(0, 1)
+    ax.xaxis.set_major_formatter(PercentFormatter(xmax=1))
+    ax.set_xlabel("test accuracy (bar) with its 95% bootstrap interval (line)")
+    ax.grid(axis="x", alpha=0.3)
+    if title or synthetic:
+        figure_title(fig, title or "Test accuracy by split", synthetic)
+    return fig
+
+
+def figure_png(fig: Figure, dpi: int = DEFAULT_DPI) -> bytes:
+    """The figure as PNG bytes (what a notebook output and the HTML page embed)."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=dpi, format="png", bbox_inches="tight")
+    return buf.getvalue()
+
+
+def show_figure(fig: Figure, alt: str, path: str | Path | None = None,
+                dpi: int = DEFAULT_DPI) -> Path | None:
+    """Display a figure in a notebook as a PNG that carries ``alt`` (the results page turns it
+    into the image's alt text: ``plt.show()`` output has none), save it to ``path`` if given,
+    and close it. Outside IPython it only saves. Returns the saved path."""
+    if not alt.strip():
+        raise ValueError("a figure on the results page needs alt text that says what it shows")
+    saved = save_figure(fig, path, dpi) if path else None
+    show_png(figure_png(fig, dpi), alt)
+    plt.close(fig)
+    return saved
+
+
+def show_png(data: bytes | str | Path, alt: str) -> None:
+    """Display PNG bytes or a PNG file with alt text (no-op outside IPython)."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import Image, display
+    except ImportError:
+        return
+    if get_ipython() is None:
+        return
+    if isinstance(data, (str, Path)):
+        data = Path(data).read_bytes()
+    display(Image(data=data, format="png", alt=alt))

@@ -32,6 +32,20 @@ STATUS_COMPLETE = "complete"
 DEFAULT_STRATEGY = "full"  # the paper's; what a run folder without a strategy was trained with
 STRATEGY_ORDER: tuple[str, ...] = ("full", "linear_probe", "lp_ft")  # others follow, sorted
 STATS: tuple[str, ...] = ("mean", "sd")  # sd: sample standard deviation over seeds (ddof 1)
+# Table II metric -> its key in metrics.json's test.ci95 (evaluation.ci). Train and val accuracy
+# get no interval (only the test split is resampled); F1 has none in metrics.json, so
+# evaluation.results_files computes it from predictions_test.csv on the same resamples.
+CI_KEYS: dict[str, str] = {"test_acc": "accuracy", "precision": "precision_macro",
+                           "recall": "sensitivity_macro"}
+CI_BOUNDS: tuple[str, ...] = ("low", "high")
+# What a reader must know before reading any number trained on the kit's procedural stand-ins.
+SYNTHETIC_NOTE = "synthetic stand-in data — numbers say nothing about the real task"
+SYNTHETIC_MARK = "SYNTHETIC.txt"  # the stamp medtl_lib.data.synthetic writes into a stand-in
+# How a run's test set was drawn (RunConfig.group_by), in the words the results tables use: the
+# paper split image by image; the kit's default keeps duplicates (and patients) in one split.
+PROTOCOLS: dict[str, str] = {"none": "image-level split, as the paper",
+                             "duplicates": "grouped split, leakage-corrected",
+                             "patient": "grouped split, leakage-corrected"}
 
 # Table II copied cell by cell from the paper text (percent, as printed). Precision, recall and
 # F1 are printed as whole percents there, so differences under 0.5 pp on them are rounding.
@@ -69,8 +83,10 @@ def _parse_paper_table(text: str) -> dict[str, dict[str, dict[str, float]]]:
 PAPER_TABLE_II: dict[str, dict[str, dict[str, float]]] = _parse_paper_table(_PAPER_TABLE_II_TEXT)
 
 RUN_COLUMNS: tuple[str, ...] = (
-    "dataset", "model", "model_label", "strategy", "seed", "status", *METRICS, "epochs_run",
-    "best_epoch", "stopped_early", "seconds", "weights_source", "lr", "detail", "path")
+    "dataset", "model", "model_label", "strategy", "seed", "status", *METRICS,
+    *(f"{m}_ci_{b}" for m in CI_KEYS for b in CI_BOUNDS), "ci_method", "epochs_run",
+    "best_epoch", "stopped_early", "seconds", "weights_source", "lr", "group_by", "split",
+    "data_root", "synthetic", "detail", "path")
 
 
 def paper_table() -> pd.DataFrame:
@@ -189,6 +205,59 @@ def load_run(run_dir: str | Path) -> dict | None:
             "config": config, "metrics": metrics, "history": history}
 
 
+def split_protocol(group_by: Any) -> str:
+    """'image-level split, as the paper' or 'grouped split, leakage-corrected' (a run folder
+    from before group_by was recorded says so instead of guessing)."""
+    if group_by is None or (isinstance(group_by, float) and math.isnan(group_by)):
+        return "split not recorded"
+    return PROTOCOLS.get(str(group_by), f"group_by={group_by}")
+
+
+def is_synthetic_data(root: str | Path | None) -> bool:
+    """Whether a data folder is one of the kit's procedural stand-ins: the generator stamps
+    each with ``SYNTHETIC.txt``, which copies (notebook 06's planted duplicates) keep. The
+    stamp may sit a level or two above: a run records the class root the kit located inside
+    the dataset folder (BreaKHis' ``.../BreaKHis_v1/histology_slides/...``)."""
+    if not root:
+        return False
+    try:
+        from ..data.synthetic import is_standin  # the generator's own test, where it has one
+    except ImportError:
+        def is_standin(folder: Path) -> bool:
+            return (folder / SYNTHETIC_MARK).is_file()
+    folder = Path(root)
+    return any(is_standin(p) for p in [folder, *folder.parents][:5] if p != Path(p.anchor))
+
+
+def run_data_root(run_dir: str | Path, config: dict | None = None) -> str:
+    """The data folder a run trained on: the root its data_identity.json recorded (what the
+    kit found), else config.yaml's data_dir; '' when neither says."""
+    run_dir = Path(run_dir)
+    try:
+        identity = _read_json(run_dir / "data_identity.json")
+        if isinstance(identity, dict) and identity.get("root"):
+            return str(identity["root"])
+    except (OSError, ValueError):
+        pass
+    config = _read_config(run_dir) if config is None else config
+    return str(config.get("data_dir") or "")
+
+
+def _ci_columns(test: dict) -> dict[str, Any]:
+    """``<metric>_ci_low/high`` for the Table II metrics metrics.json has intervals for."""
+    ci = test.get("ci95") or {}
+    out: dict[str, Any] = {}
+    for metric, key in CI_KEYS.items():
+        entry = ci.get(key) or {}
+        for bound in CI_BOUNDS:
+            value = entry.get(bound)
+            out[f"{metric}_ci_{bound}"] = float(value) if value is not None else math.nan
+    methods = sorted({str((ci.get(k) or {}).get("method")) for k in CI_KEYS.values()
+                      if (ci.get(k) or {}).get("method")})
+    out["ci_method"] = "; ".join(methods) if methods else None
+    return out
+
+
 def _split_value(metrics: dict, split: str, key: str) -> float:
     value = (metrics.get(split) or {}).get(key)
     return float(value) if value is not None else math.nan
@@ -203,12 +272,16 @@ def run_row(run_dir: str | Path) -> dict[str, Any]:
     except (OSError, yaml.YAMLError) as e:
         config, detail = {}, (detail + "; " if detail else "") + f"config.yaml unreadable: {e}"
     row: dict[str, Any] = dict.fromkeys(RUN_COLUMNS, math.nan)
+    data_root = run_data_root(run_dir, config)
     row.update(_identity(run_dir, config), status=status, detail=detail,
                lr=config.get("lr", math.nan), weights_source=None, stopped_early=None,
+               group_by=config.get("group_by"), split=split_protocol(config.get("group_by")),
+               data_root=data_root, synthetic=is_synthetic_data(data_root), ci_method=None,
                path=str(run_dir))
     if status != STATUS_COMPLETE:
         return row
     m = _read_json(run_dir / "metrics.json")
+    row.update(_ci_columns(m.get("test") or {}))
     row.update(
         train_acc=_split_value(m, "train", "accuracy"), val_acc=_split_value(m, "val", "accuracy"),
         test_acc=_split_value(m, "test", "accuracy"),
@@ -324,6 +397,44 @@ def table_ii(runs: pd.DataFrame, all_paper_rows: bool = False,
     return out.reindex(columns=columns)
 
 
+def table_ii_intervals(runs: pd.DataFrame, table: pd.DataFrame | None = None,
+                       strategy: str = DEFAULT_STRATEGY) -> pd.DataFrame:
+    """The 95% intervals behind our Table II cells: rows as ``table`` (default: ``table_ii``
+    of these runs), columns (metric, low / high), for the metrics whose ``<metric>_ci_low``
+    column the runs carry.
+
+    Only a row with exactly one complete run gets an interval: a bootstrap interval is one
+    run's test-set uncertainty, and a mean over seeds has none of its own (its spread over seeds
+    is :func:`strategy_table`'s).
+    """
+    runs = with_identity(runs)
+    table = table_ii(runs, strategy=strategy) if table is None else table
+    metrics = [m for m in METRICS if f"{m}_ci_low" in runs.columns]
+    columns = pd.MultiIndex.from_product([metrics, CI_BOUNDS], names=["metric", "bound"])
+    out = pd.DataFrame(index=table.index, columns=columns, dtype=float)
+    done = runs[(runs["strategy"] == strategy) & (runs["status"] == STATUS_COMPLETE)]
+    for (dataset, label), group in done.groupby(["dataset", "model_label"]):
+        if len(group) != 1 or (dataset, label) not in out.index:
+            continue
+        row = group.iloc[0]
+        for m in metrics:
+            for b in CI_BOUNDS:
+                out.loc[(dataset, label), (m, b)] = float(row[f"{m}_ci_{b}"])
+    return out
+
+
+def ci_caption(runs: pd.DataFrame) -> str:
+    """How the intervals were made, read from the runs themselves (metrics.json says)."""
+    methods = sorted({str(m) for m in runs.get("ci_method", pd.Series(dtype=object)).dropna()})
+    if not methods:
+        return "No run carries 95% intervals (metrics.json without test.ci95).\n"
+    settings = "; ".join(m.replace("percentile bootstrap, ", "") for m in methods)
+    return ("Brackets: the 95% interval of one run's test metric, by a seeded percentile bootstrap "
+            f"over the test images ({settings}; F1's on the same resamples of the run's "
+            "predictions_test.csv). Train and validation accuracy get none, and a mean over "
+            "several seeds shows none (the strategy table has their spread).\n")
+
+
 def strategy_order(values) -> list[str]:
     return _ordered(values, STRATEGY_ORDER)
 
@@ -414,9 +525,26 @@ def _pp(value: float) -> str:
     return "—" if pd.isna(value) else f"{value * 100:+.2f}"
 
 
-def _display_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """Readable labels: dataset names as the paper prints them, metric names as its headers."""
+def _interval(intervals: pd.DataFrame | None, key: tuple, metric: str) -> str:
+    """' [95.10, 98.40]' (percent) when an interval exists for this cell, else ''."""
+    if intervals is None or key not in intervals.index or (metric, "low") not in intervals.columns:
+        return ""
+    low, high = intervals.loc[key, (metric, "low")], intervals.loc[key, (metric, "high")]
+    if pd.isna(low) or pd.isna(high):
+        return ""
+    return f" [{low * 100:.2f}, {high * 100:.2f}]"
+
+
+def _display_frame(df: pd.DataFrame, intervals: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Readable labels: dataset names as the paper prints them, metric names as its headers;
+    with ``intervals`` our cells become text ``'97.12% [95.10, 98.40]'``."""
     out = df.copy()
+    if intervals is not None:
+        out = out.astype(object)
+        for key in df.index:
+            for m in dict.fromkeys(c[0] for c in df.columns):
+                out.loc[key, (m, "ours")] = _pct(df.loc[key, (m, "ours")]) + _interval(
+                    intervals, key, m)
     out.index = pd.MultiIndex.from_tuples([(dataset_name(d), m) for d, m in df.index],
                                           names=["Dataset", "Model"])
     out.columns = pd.MultiIndex.from_tuples(
@@ -425,22 +553,31 @@ def _display_frame(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def format_table_ii(df: pd.DataFrame):
-    """A notebook-ready Styler (percent, 2 decimals; diff in percentage points), or the markdown
-    text when pandas' Styler is unavailable (it needs jinja2)."""
-    shown = _display_frame(df)
+TABLE_II_CAPTION = "Table II: ours vs the paper (Δ = ours − paper, percentage points)"
+
+
+def format_table_ii(df: pd.DataFrame, intervals: pd.DataFrame | None = None,
+                    caption: str = TABLE_II_CAPTION):
+    """A notebook-ready Styler (percent, 2 decimals; diff in percentage points; our cells with
+    their 95% interval when ``intervals`` are given), or the markdown text when pandas' Styler
+    is unavailable (it needs jinja2)."""
+    shown = _display_frame(df, intervals)
     try:
         styler = shown.style
     except ImportError:
-        return table_ii_markdown(df)
+        return table_ii_markdown(df, intervals, caption)
     diff_cols = [c for c in shown.columns if c[1] == "Δ (pp)"]
-    value_cols = [c for c in shown.columns if c not in diff_cols]
+    text_cols = [c for c in shown.columns if c[1] == "ours"] if intervals is not None else []
+    value_cols = [c for c in shown.columns if c not in diff_cols and c not in text_cols]
     return (styler.format(_pct, subset=value_cols).format(_pp, subset=diff_cols)
-            .set_caption("Table II: ours vs the paper (Δ = ours − paper, percentage points)"))
+            .set_caption(caption))
 
 
-def table_ii_markdown(df: pd.DataFrame) -> str:
-    """Markdown, one cell per metric as ``ours / paper (Δ pp)``, so it fits a README or a log."""
+def table_ii_markdown(df: pd.DataFrame, intervals: pd.DataFrame | None = None,
+                      caption: str = "") -> str:
+    """Markdown, one cell per metric as ``ours / paper (Δ pp)``, so it fits a README or a log;
+    with ``intervals`` (:func:`table_ii_intervals`) ``ours [low, high] / paper (Δ pp)``.
+    ``caption`` goes above the table in bold."""
     headers = ["Dataset", "Model"] + [METRIC_NAMES.get(m, m) for m in METRICS]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     previous = None
@@ -449,8 +586,11 @@ def table_ii_markdown(df: pd.DataFrame) -> str:
         previous = dataset
         for m in METRICS:
             ours, paper, diff = (row[(m, s)] for s in SOURCES)
-            cells.append(f"{_pct(ours)} / {_pct(paper)} ({_pp(diff)})")
+            cells.append(f"{_pct(ours)}{_interval(intervals, (dataset, model), m)} / "
+                         f"{_pct(paper)} ({_pp(diff)})")
         lines.append("| " + " | ".join(cells) + " |")
-    note = ("Cells: ours / paper (ours − paper, percentage points); — = no value. The paper prints "
+    note = ("Cells: ours" + (" [95% interval]" if intervals is not None else "")
+            + " / paper (ours − paper, percentage points); — = no value. The paper prints "
             "precision, recall and F1 (macro here) as whole percents.")
-    return "\n".join(lines) + "\n\n" + note + "\n"
+    head = f"**{caption}**\n\n" if caption else ""
+    return head + "\n".join(lines) + "\n\n" + note + "\n"
