@@ -52,6 +52,7 @@ one seed keeps the older ``<dataset>__<model>``, so existing run folders still r
 from __future__ import annotations
 
 import dataclasses
+import functools
 import fnmatch
 import logging
 import os
@@ -450,14 +451,36 @@ def execute(notebook: Path, output: Path, parameters: dict[str, Any], kernel: st
 
 def _kernel_manager():
     """Kernels over local IPC sockets: nothing listens on TCP, and recent ipykernel stops
-    printing its 'running over TCP without encryption' warning once per notebook."""
+    printing its 'running over TCP without encryption' warning once per notebook.
+
+    Each kernel gets its own socket path in a private temporary folder: jupyter_client's default
+    ('kernel-ipc' in the working directory) is shared by every kernel started there, so two
+    papermill runs at once (tests, two terminals) talked over each other's sockets."""
+    import uuid
+
     from jupyter_client.manager import AsyncKernelManager
-    from traitlets import CaselessStrEnum
+    from traitlets import CaselessStrEnum, default
 
     class IPCKernelManager(AsyncKernelManager):
         transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc")
 
+        @default("ip")
+        def _unique_ipc_path(self) -> str:
+            return os.path.join(_ipc_folder(), f"kernel-{uuid.uuid4().hex[:8]}")
+
     return IPCKernelManager
+
+
+@functools.cache
+def _ipc_folder() -> str:
+    """One private folder per process for the kernels' sockets, removed when the process ends."""
+    import atexit
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="medtl-ipc-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
 
 
 def _export_step_html(step: Step, log: Callable[[str], None] = print) -> None:
