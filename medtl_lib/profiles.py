@@ -45,6 +45,16 @@ typo would otherwise change nothing). ``dataset``, ``model``, ``strategy``, ``se
 ``seeds:``), and ``defaults`` may hold ``strategy`` / ``seed`` only when the profile has no
 ``strategies:`` / ``seeds:`` list.
 
+Instead of ``strategies:``, a profile may list named ``settings:``, each a mapping of RunConfig
+fields that must include ``strategy`` (seed 004's five initialisation x freezing settings)::
+
+    settings:
+      pretrained_frozen: {weights: auto, strategy: linear_probe}
+      random_all: {weights: none, strategy: full}
+
+A setting is an axis value like a strategy: its name takes the strategy's place in run names and
+override keys, and its fields sit between ``defaults`` and the overrides.
+
 Run names (the folder and what ``--only`` globs on, see :func:`run_name`):
 ``<dataset>__<model>__<strategy>__s<seed>``, except that a profile of ``full`` runs with exactly
 one seed keeps the older ``<dataset>__<model>``, so existing run folders still resume.
@@ -72,8 +82,8 @@ NOTEBOOKS = REPO / "notebooks"
 PROFILES = REPO / "profiles"
 KERNEL = "python3"  # ipykernel's own kernel: present wherever ipykernel is installed
 RUN_FIELDS = {f.name for f in fields(RunConfig)}
-PROFILE_KEYS = ("name", "description", "synthetic", "datasets", "models", "strategies", "seeds",
-                "defaults", "overrides", "data_dirs", "walkthrough", "leakage", "twin")
+PROFILE_KEYS = ("name", "description", "synthetic", "datasets", "models", "strategies", "settings",
+                "seeds", "defaults", "overrides", "data_dirs", "walkthrough", "leakage", "twin")
 MERGED_FIELDS = ("strategy_args", "schedule_args")  # mappings merged key by key, not replaced
 MATRIX_FIELDS = ("dataset", "model", "strategy", "seed", "out")  # set per run by the matrix
 DEFAULT_STRATEGY = "full"
@@ -95,6 +105,7 @@ class Profile:
     legacy_names: bool = True  # runs named <dataset>__<model> (full runs, one seed)
     source: str = ""  # the YAML file it was read from (notebook 07 loads it again)
     twin: str = ""  # a profile of the same runs under another split protocol (05 shows both)
+    settings: dict[str, dict] = field(default_factory=dict)  # named settings, when it has them
 
     @property
     def datasets(self) -> list[str]:
@@ -105,16 +116,18 @@ class Profile:
         return list(dict.fromkeys(r.model for r in self.runs))
 
     def run_name(self, cfg: RunConfig) -> str:
-        return run_name(cfg, self.legacy_names)
+        """The run's folder name (a setting's name where the profile has settings)."""
+        return Path(cfg.out).name if cfg.out else run_name(cfg, self.legacy_names)
 
     def shape(self) -> str:
         """'12 run(s) = 2 datasets x 1 model x 3 strategies x 2 seeds'."""
         def n(k: int, one: str, many: str) -> str:
             return f"{k} {one if k == 1 else many}"
 
+        arms = (n(len(self.settings), "setting", "settings") if self.settings
+                else n(len(self.strategies), "strategy", "strategies"))
         return (f"{len(self.runs)} run(s) = {n(len(self.datasets), 'dataset', 'datasets')} x "
-                f"{n(len(self.models), 'model', 'models')} x "
-                f"{n(len(self.strategies), 'strategy', 'strategies')} x "
+                f"{n(len(self.models), 'model', 'models')} x {arms} x "
                 f"{n(len(self.seeds), 'seed', 'seeds')}")
 
 
@@ -149,6 +162,23 @@ def merge_fields(*layers: dict[str, Any]) -> dict[str, Any]:
             else:
                 out[k] = v
     return out
+
+
+def _settings(spec: dict, path: Path) -> dict[str, dict]:
+    """The profile's named settings (``settings:``), each with its ``strategy``; {} when none."""
+    settings = spec.get("settings") or {}
+    if not isinstance(settings, dict):
+        raise ValueError(f"{path}: 'settings' maps a name to RunConfig fields")
+    for name, fields_ in settings.items():
+        if not isinstance(fields_, dict) or "strategy" not in fields_:
+            raise ValueError(f"{path}: setting '{name}' needs its fields, 'strategy' among them")
+        bad = sorted(set(fields_) - RUN_FIELDS) + sorted(set(fields_) & {"dataset", "model",
+                                                                         "seed", "out"})
+        if bad:
+            raise ValueError(f"{path}: setting '{name}' sets {bad}, which a setting cannot")
+        if "__" in str(name):
+            raise ValueError(f"{path}: setting name '{name}' may not contain '__'")
+    return {str(k): dict(v) for k, v in settings.items()}
 
 
 def _name_list(spec: dict, key: str, path: Path) -> list[str]:
@@ -246,7 +276,11 @@ def load_profile(name_or_path: str | os.PathLike, runs_dir: str | os.PathLike = 
                          "(use datasets: and models:)")
     if not datasets or not models:
         raise ValueError(f"{path}: the profile names no runs (needs 'datasets' and 'models')")
-    strategies = _axis(spec, defaults, "strategies", "strategy", DEFAULT_STRATEGY, path)
+    settings = _settings(spec, path)
+    if settings and "strategies" in spec:
+        raise ValueError(f"{path}: give either 'strategies' or 'settings', not both")
+    strategies = list(settings) if settings else _axis(spec, defaults, "strategies", "strategy",
+                                                        DEFAULT_STRATEGY, path)
     seeds = _axis(spec, defaults, "seeds", "seed", DEFAULT_SEED, path)
     defaults = {k: v for k, v in defaults.items() if k not in ("strategy", "seed")}
     overrides = _check_overrides(spec.get("overrides") or {}, datasets, models, strategies, path)
@@ -255,21 +289,24 @@ def load_profile(name_or_path: str | os.PathLike, runs_dir: str | os.PathLike = 
     if synthetic:
         for ds in datasets:
             data_dirs.setdefault(ds, str(data_root / "synthetic" / ds))
-    legacy = uses_legacy_names(strategies, seeds)
+    legacy = not settings and uses_legacy_names(strategies, seeds)
     runs = []
     for ds in datasets:
         for model in models:
-            for strategy in strategies:
-                layers = [overrides.get(k, {}) for k in override_keys(ds, model, strategy)]
+            for arm in strategies:  # a strategy, or a setting's name
+                layers = [overrides.get(k, {}) for k in override_keys(ds, model, arm)]
+                setting = settings.get(arm, {})
                 for seed in seeds:
-                    d = merge_fields(defaults, *layers)
-                    d.update(dataset=ds, model=model, strategy=strategy, seed=seed)
+                    d = merge_fields(defaults, setting, *layers)
+                    d.update(dataset=ds, model=model, strategy=setting.get("strategy", arm),
+                             seed=seed)
                     if ds in data_dirs:
                         d["data_dir"] = data_dirs[ds]
                     cfg = RunConfig.from_dict(d)
-                    runs.append(dataclasses.replace(
-                        cfg, out=str(out_root / run_name(cfg, legacy))))
-    names = [run_name(r, legacy) for r in runs]
+                    name = (f"{ds}__{model}__{arm}__s{seed}" if settings
+                            else run_name(cfg, legacy))
+                    runs.append(dataclasses.replace(cfg, out=str(out_root / name)))
+    names = [Path(r.out).name for r in runs]
     if len(set(names)) != len(names):  # cannot happen with unique lists; a guard for the future
         raise ValueError(f"{path}: two runs would share a folder: {names}")
     walkthrough = spec.get("walkthrough", "recorded")
@@ -287,7 +324,7 @@ def load_profile(name_or_path: str | os.PathLike, runs_dir: str | os.PathLike = 
                          f"this one), got {twin!r}")
     return Profile(name, runs, out_root, spec.get("description", ""), synthetic, data_dirs,
                    walkthrough, leakage, list(strategies), list(seeds), legacy,
-                   str(path.resolve()), twin)
+                   str(path.resolve()), twin, settings=settings)
 
 
 @dataclass
@@ -340,7 +377,11 @@ def plan(profile: Profile, only: str | None = None) -> list[Step]:
                        "profile_name": profile.name, "description": profile.description,
                        "synthetic": bool(profile.synthetic), "page_dir": str(root),
                        "twin_dir": str(root.parent / profile.twin) if profile.twin else ""}))
-    if len(profile.strategies) > 1:  # seed 001: the strategies side by side, then compared
+    if profile.settings:  # seed 004: initialisation x freezing settings, with intervals
+        steps.append(Step("13_init_settings", NOTEBOOKS / "13_init_settings.ipynb",
+                          root / "13_init_settings.ipynb",
+                          {"profile_dir": str(root), "figures_dir": str(root / "figures")}))
+    elif len(profile.strategies) > 1:  # seed 001: the strategies side by side, then compared
         steps.append(Step("07_strategies", NOTEBOOKS / "07_strategies.ipynb",
                           root / "07_strategies.ipynb",
                           {"profile": profile.source, "runs_dir": str(root.parent),
@@ -363,17 +404,42 @@ def _complete(run_dir: Path) -> bool:
 
 
 def prepare_synthetic(profile: Profile, log: Callable[[str], None] = print) -> None:
-    """Write the offline stand-ins a profile asks for, once."""
+    """Write the offline stand-ins a profile asks for. One whose stamp differs (an older generator,
+    other settings, a write cut short) is rewritten, so an upgrade never trains on stale images; a
+    non-empty folder that is not a stand-in (a user's own data) is never touched."""
     if not profile.synthetic:
         return
-    from .data.synthetic import write_synthetic
+    import shutil
 
+    from .data.synthetic import (MARK_FILE, STAMP_FILE, is_standin, read_stamp, synthetic_stamp,
+                                 write_synthetic)
+
+    rewritten = False
     for ds in profile.datasets:
         target = Path(profile.data_dirs[ds])
+        want = synthetic_stamp(ds, **profile.synthetic)
         if target.is_dir() and any(target.iterdir()):
-            continue
-        log(f"writing synthetic stand-in {ds} -> {target}")
+            have = read_stamp(target)
+            if have == want:
+                continue
+            if not is_standin(target):
+                log(f"{target} holds files but is not a synthetic stand-in (no {MARK_FILE} or "
+                    f"{STAMP_FILE}), so it is left as it is and used as the {ds} data. For the "
+                    "stand-in, move those files elsewhere or empty the folder.")
+                continue
+            was = ("no stamp: an older generator or a write cut short" if have is None else
+                   ", ".join(f"{k} {have.get(k)}" for k in want if have.get(k) != want[k]))
+            log(f"rewriting synthetic stand-in {ds} -> {target} (it had {was}; now generator "
+                f"version {want['version']}, {profile.synthetic})")
+            shutil.rmtree(target)
+            rewritten = True
+        else:
+            log(f"writing synthetic stand-in {ds} -> {target}")
         write_synthetic(ds, target, **profile.synthetic)
+    if rewritten and profile.out_root.is_dir() and any(profile.out_root.iterdir()):
+        log(f"runs already in {profile.out_root} were trained on the old stand-ins: finished ones "
+            "are kept as they are, unfinished ones refuse to resume. Delete that folder (or use "
+            "another --runs-dir) to train them on the new images.")
 
 
 def run_profile(profile: Profile | str, only: str | None = None, dry_run: bool = False,

@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 EXPECTED = ["00_setup", "01_data_exploration", "02_dual_monitor_walkthrough", "03_train",
             "04_evaluate", "05_results", "06_leakage", "07_strategies", "08_strategy_comparison",
-            "11_cdtm", "12_cdtm_results"]
+            "11_cdtm", "12_cdtm_results", "14_confidence_intervals"]
 
 
 def _parameters(path: Path) -> dict:
@@ -29,6 +29,40 @@ def _parameters(path: Path) -> dict:
     tree = ast.parse(cells[0].source)
     return {t.id: ast.literal_eval(node.value) for node in tree.body
             if isinstance(node, ast.Assign) for t in node.targets}
+
+
+def _cells(path: Path) -> list:
+    return nbformat.read(str(path), as_version=4).cells
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_notebook_teaches(path):
+    """Course conventions: objectives and a time estimate up front, exercises with solutions that a
+    teacher can withhold (cells tagged 'solution', or a collapsed <details> answer)."""
+    cells = _cells(path)
+    intro = cells[0].source
+    assert cells[0].cell_type == "markdown" and intro.startswith("# ")
+    assert "Learning objectives" in intro, f"{path.name}: no learning objectives in the first cell"
+    assert "**Time:**" in intro, f"{path.name}: no time estimate in the first cell"
+    text = "\n".join(c.source for c in cells if c.cell_type == "markdown")
+    assert "### Exercise" in text or "## Exercises" in text, f"{path.name}: no exercise"
+    tagged = [c for c in cells if "solution" in c.metadata.get("tags", [])]
+    for c in tagged:
+        assert c.cell_type == "code" and c.metadata.get("jupyter", {}).get("source_hidden")
+        assert c.source.startswith("# Solution")
+    assert tagged or "<details><summary>Solution" in text, f"{path.name}: no solutions"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_parameters_cell_parses_for_papermill(path, caplog):
+    """papermill reads each parameter's name, type and comment; a line it cannot parse drops that
+    parameter from `papermill --help-notebook` (quotes and '=' inside comments do that)."""
+    import papermill
+
+    with caplog.at_level("WARNING", logger="papermill"):
+        declared = papermill.inspect_notebook(str(path))
+    assert not [r.message for r in caplog.records if "Unable to parse" in r.message]
+    assert set(declared) == set(_parameters(path))
 
 
 def test_all_course_notebooks_exist():
@@ -52,12 +86,17 @@ def test_committed_notebooks_carry_no_outputs(path):
 def test_train_notebook_parameters_match_runconfig():
     params = _parameters(REPO / "notebooks" / "03_train.ipynb")
     names = [f.name for f in fields(RunConfig)]
-    assert sorted(params) == sorted(names), (
+    assert sorted(set(params) - {"synthetic_fallback"}) == sorted(names), (
         f"missing: {set(names) - set(params)}, extra: {set(params) - set(names)}")
+    from medtl_lib.teaching.lab import LAB_PRESET
+
     defaults = RunConfig()
     for name in names:
-        if name != "out":
+        if name in LAB_PRESET:  # the CPU lab preset; profiles pass the paper's values
+            assert params[name] == LAB_PRESET[name], f"{name}: not the lab preset"
+        elif name != "out":
             assert params[name] == getattr(defaults, name), f"{name}: notebook default differs"
+    assert params["out"] == "" and params["synthetic_fallback"] is True
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in profiles.PROFILES.glob("*.yaml")))
@@ -72,12 +111,11 @@ def test_planned_parameters_exist_in_each_notebook(name):
 # ---------------------------------------------------------------- the smoke profile, executed
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
-    runs = tmp_path_factory.mktemp("runs")
-    data = tmp_path_factory.mktemp("data")
-    profile = profiles.load_profile("smoke", runs_dir=runs, data_root=data)
-    lines: list[str] = []
-    steps = profiles.run_profile(profile, log=lines.append)
-    return profile, steps, lines
+    """The smoke profile, run once per session and shared with test_browser.py."""
+    from smoke_once import run_smoke_once
+
+    run = run_smoke_once(tmp_path_factory)
+    return run.profile, run.steps, run.lines
 
 
 def test_smoke_profile_runs_every_notebook(smoke):
@@ -110,7 +148,8 @@ def test_smoke_profile_writes_what_it_promises(smoke):
     assert "Table II" in html and "Brain Tumor" in html and "<img" in html
     leak = nbformat.read(str(root / "06_leakage.ipynb"), as_version=4)
     leak_text = json.dumps([c.get("outputs") for c in leak.cells if c.cell_type == "code"])
-    assert "image-level (paper)" in leak_text and "duplicate-grouped" in leak_text
+    assert "image-level split, as the paper" in leak_text
+    assert "grouped split, leakage-corrected" in leak_text
     grouped = json.loads((root / "leakage" / "brain_tumor_mri__efficientnet_lite0__duplicates"
                           / "split_info.json").read_text())
     assert grouped["merged_groups"] > 0  # the planted copies were found and kept together

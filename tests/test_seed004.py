@@ -129,52 +129,17 @@ def test_unknown_surgery_is_refused_before_building():
 
 
 # ---------------------------------------------------------------- the tables of notebook 13
-def _fake_run(folder, model, weights, strategy, probs, labels, seed=1):
-    """A finished run folder as train_run writes it: config, metrics with intervals, predictions."""
-    import json
-
-    import numpy as np
-    import pandas as pd
-    import yaml
-
-    from medtl_lib.evaluation.ci import ci95
-
-    folder.mkdir(parents=True)
-    (folder / "config.yaml").write_text(yaml.safe_dump(
-        {"dataset": "chest_xray_pneumonia", "model": model, "weights": weights,
-         "strategy": strategy, "seed": seed}))
-    ci = ci95(labels, probs, n_boot=200, seed=0)
-    (folder / "metrics.json").write_text(json.dumps(
-        {"status": "complete", "class_names": ["NORMAL", "PNEUMONIA"],
-         "test": {"n": len(labels), "ci95": ci}}))
-    frame = pd.DataFrame({"path": [f"test/img{i}.jpeg" for i in range(len(labels))],
-                          "label": labels, "pred": probs.argmax(1),
-                          "prob_NORMAL": probs[:, 0], "prob_PNEUMONIA": probs[:, 1]})
-    frame.sample(frac=1, random_state=seed).to_csv(folder / "predictions_test.csv", index=False)
-
-
 def test_settings_table_gain_and_ranking_from_run_folders(tmp_path):
     import numpy as np
 
     from medtl_lib.evaluation.seed004 import (SETTING_ORDER, collect, family_ranking,
                                               pretraining_gain, settings_table)
+    from seed004_support import fake_profile, fake_run
 
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 2, 300)
-    skill = {"pretrained + frozen": 0.8, "pretrained + top": 1.5, "pretrained + all": 2.5,
-             "random + top": 0.3, "random + all": 1.0}
-    combos = {"pretrained + frozen": ("auto", "linear_probe"), "pretrained + top": ("auto", "top_layers"),
-              "pretrained + all": ("auto", "full"), "random + top": ("none", "top_layers"),
-              "random + all": ("none", "full")}
-    for model, bonus in (("resnet50_tv", 0.0), ("resnet101_tv", 0.5)):
-        for setting, (weights, strategy) in combos.items():
-            score = labels * (skill[setting] + bonus) + rng.normal(0, 1, 300)
-            p1 = 1 / (1 + np.exp(-score + (skill[setting] + bonus) / 2))
-            _fake_run(tmp_path / f"{model}__{setting.replace(' + ', '_')}", model, weights,
-                      strategy, np.stack([1 - p1, p1], 1), labels)
+    labels = fake_profile(tmp_path)
     # a combination the paper did not train is left out, not mislabelled
-    _fake_run(tmp_path / "random_frozen", "resnet50_tv", "none", "linear_probe",
-              np.full((300, 2), 0.5), labels)
+    fake_run(tmp_path / "random_frozen", "resnet50_tv", "none", "linear_probe",
+             np.full((len(labels), 2), 0.5), labels)
     runs = collect(tmp_path)
     assert len(runs) == 10 and set(runs["setting"]) == set(SETTING_ORDER)
     table = settings_table(runs, "chest_xray_pneumonia")
@@ -187,3 +152,20 @@ def test_settings_table_gain_and_ranking_from_run_folders(tmp_path):
     assert (gain["gain"] <= gain["high"]).all()
     ranks = family_ranking(runs)
     assert ranks.loc[("ResNet", "resnet101_tv"), "chest_xray_pneumonia"] == 1
+
+
+def test_profiles_with_settings_name_runs_by_setting(tmp_path):
+    from medtl_lib import profiles
+
+    p = profiles.load_profile("seed004_cpu", runs_dir=tmp_path)
+    assert p.shape() == "15 run(s) = 1 dataset x 3 models x 5 settings x 1 seed"
+    by_name = {p.run_name(r): r for r in p.runs}
+    r = by_name["brain_tumor_mri__efficientnet_lite1__random_top__s1"]
+    assert (r.weights, r.strategy, r.lr, r.img_size) == ("none", "top_layers", 1e-3, 128)
+    steps = [s.name for s in profiles.plan(p)]
+    assert steps[-1] == "13_init_settings" and "07_strategies" not in steps
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("datasets: [brain_tumor_mri]\nmodels: [efficientnet_lite0]\n"
+                   "settings: {a: {weights: none}}\n")
+    with pytest.raises(ValueError, match="'strategy' among them"):
+        profiles.load_profile(bad, runs_dir=tmp_path)
