@@ -3,6 +3,9 @@
 Why: a notebook opened from `jupyter lab notebooks/` runs in notebooks/, `jupyter lab` from the root
 runs in the root, and papermill runs wherever it is told. A relative path such as `runs/smoke` must
 mean the same folder in all three, so relative paths in parameters are the repository's.
+
+`MEDTL_WORKDIR` moves that base elsewhere: a teacher's read-only install where each student writes
+runs and stand-ins into a folder of their own, and tests that must not write into the checkout.
 """
 from __future__ import annotations
 
@@ -17,7 +20,13 @@ def repo_root() -> Path:
     return here if (here / "notebooks").is_dir() and (here / "medtl_lib").is_dir() else Path.cwd()
 
 
+def workdir() -> Path:
+    """The base of relative paths: $MEDTL_WORKDIR when set, else the repository root."""
+    env = os.environ.get("MEDTL_WORKDIR")
+    return Path(os.path.expanduser(env)).resolve() if env else repo_root()
+
+
 def in_repo(path: str | os.PathLike) -> Path:
-    """An absolute path as given; a relative one under the repository root. `~` is expanded."""
+    """An absolute path as given; a relative one under :func:`workdir`. `~` is expanded."""
     p = Path(os.path.expanduser(str(path)))
-    return p if p.is_absolute() else repo_root() / p
+    return p if p.is_absolute() else workdir() / p

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import subprocess
 from dataclasses import fields
 from pathlib import Path
@@ -19,7 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 EXPECTED = ["00_setup", "01_data_exploration", "02_dual_monitor_walkthrough", "03_train",
             "04_evaluate", "05_results", "06_leakage", "07_strategies", "08_strategy_comparison",
-            "11_cdtm", "12_cdtm_results", "14_confidence_intervals"]
+            "09_truncation", "10_representations", "11_cdtm", "12_cdtm_results", "13_init_settings",
+            "14_confidence_intervals"]
 
 
 def _parameters(path: Path) -> dict:
@@ -261,3 +263,63 @@ def test_cdtm_results_notebook_on_a_profile(tmp_path, synth_root):
     assert "1 complete run(s)" in text and "Table VI (BreakHis 200X" in text and "80.02" in text
     assert images == 1 and (tmp_path / "fig" / "fig6_confusion.png").is_file()
     assert "paper's F1" in text
+
+
+# ---------------------------------------------------------------- the course as a student opens it
+# With their default parameters, in course order, alternating the working directory between
+# notebooks/ (jupyter lab notebooks/) and the repository root (jupyter lab); relative paths in the
+# notebooks go to MEDTL_WORKDIR, never into the checkout. 06, 07 and 11 train several models with
+# their defaults (minutes each): they run as opened in their own tests with smaller settings, and
+# scripts/check_notebooks.py runs all of them with their defaults.
+AS_OPENED = ["00_setup", "01_data_exploration", "02_dual_monitor_walkthrough", "03_train",
+             "04_evaluate", "05_results", "08_strategy_comparison", "10_representations",
+             "12_cdtm_results", "13_init_settings", "14_confidence_intervals"]
+
+
+@pytest.fixture(scope="module")
+def opened(tmp_path_factory):
+    import papermill as pm
+
+    work = tmp_path_factory.mktemp("workdir")
+    env = {"MEDTL_WORKDIR": str(work), "MEDTL_DATA_DIR": None}
+    saved = {k: os.environ.get(k) for k in env}
+    for k, v in env.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    results = {}
+    try:
+        for i, name in enumerate(AS_OPENED):
+            out = work / "executed" / f"{name}.ipynb"
+            out.parent.mkdir(exist_ok=True)
+            cwd = REPO / "notebooks" if i % 2 == 0 else REPO
+            try:
+                pm.execute_notebook(str(REPO / "notebooks" / f"{name}.ipynb"), str(out),
+                                    cwd=str(cwd), kernel_name="python3", progress_bar=False,
+                                    kernel_manager_class=profiles._kernel_manager())
+                results[name] = (out, "")
+            except Exception as exc:  # every notebook is reported, not just the first failure
+                results[name] = (out, f"{getattr(exc, 'ename', type(exc).__name__)}: "
+                                      f"{getattr(exc, 'evalue', exc)}")
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return work, results
+
+
+@pytest.mark.parametrize("name", AS_OPENED)
+def test_notebook_runs_as_opened_with_its_defaults(opened, name):
+    work, results = opened
+    out, error = results[name]
+    assert not error, f"{name}: {error}"
+    text, _ = _outputs(out)
+    if name in ("01_data_exploration", "03_train", "04_evaluate"):
+        assert "synthetic stand-in" in text  # no real data here: it says so
+    if name == "03_train":
+        assert (work / "runs" / "lab" / "brain_tumor_mri__efficientnet_lite0__128px__synthetic"
+                / "metrics.json").is_file()
+    assert not any((REPO / "notebooks").glob("runs")), "a notebook wrote into notebooks/runs"
