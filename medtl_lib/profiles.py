@@ -303,9 +303,9 @@ def load_profile(name_or_path: str | os.PathLike, runs_dir: str | os.PathLike = 
                     if ds in data_dirs:
                         d["data_dir"] = data_dirs[ds]
                     cfg = RunConfig.from_dict(d)
-                    name = (f"{ds}__{model}__{arm}__s{seed}" if settings
-                            else run_name(cfg, legacy))
-                    runs.append(dataclasses.replace(cfg, out=str(out_root / name)))
+                    folder = (f"{ds}__{model}__{arm}__s{seed}" if settings
+                              else run_name(cfg, legacy))
+                    runs.append(dataclasses.replace(cfg, out=str(out_root / folder)))
     names = [Path(r.out).name for r in runs]
     if len(set(names)) != len(names):  # cannot happen with unique lists; a guard for the future
         raise ValueError(f"{path}: two runs would share a folder: {names}")
@@ -357,7 +357,8 @@ def plan(profile: Profile, only: str | None = None) -> list[Step]:
                   {"datasets": profile.datasets, "data_dirs": profile.data_dirs})]
     for name, cfg in selected:
         out = Path(cfg.out or "")
-        params = cfg.to_dict()
+        # a reproduction never falls back to made-up data
+        params = {**cfg.to_dict(), "synthetic_fallback": False}
         steps.append(Step(f"{name}/03_train", NOTEBOOKS / "03_train.ipynb",
                           out / "03_train.ipynb", params, done=lambda o=out: _complete(o)))
         steps.append(Step(f"{name}/04_evaluate", NOTEBOOKS / "04_evaluate.ipynb",
@@ -440,6 +441,29 @@ def prepare_synthetic(profile: Profile, log: Callable[[str], None] = print) -> N
         log(f"runs already in {profile.out_root} were trained on the old stand-ins: finished ones "
             "are kept as they are, unfinished ones refuse to resume. Delete that folder (or use "
             "another --runs-dir) to train them on the new images.")
+
+
+def ensure_standin(dataset: str, target: str | os.PathLike, settings: dict | None = None,
+                   log: Callable[[str], None] = print) -> Path:
+    """The course's stand-in of one dataset in ``target``, written (or rewritten when its stamp
+    is stale) with the smoke profile's settings unless ``settings`` are given; a folder there that
+    is not a stand-in is refused, never deleted (notebooks 01, 03 and 11 fall back to this)."""
+    import shutil
+
+    from .data.synthetic import MARK_FILE, is_standin, read_stamp, synthetic_stamp, write_synthetic
+
+    settings = settings or load_profile("smoke").synthetic
+    target = Path(target)
+    want = synthetic_stamp(dataset, **settings)
+    if target.is_dir() and any(target.iterdir()):
+        if read_stamp(target) == want:
+            return target
+        if not is_standin(target):
+            raise FileExistsError(f"{target} holds files but is not a synthetic stand-in (no "
+                                  f"{MARK_FILE}); move them, or point data_dir at your data")
+        log(f"rewriting the stale synthetic stand-in {dataset} in {target}")
+        shutil.rmtree(target)
+    return write_synthetic(dataset, target, **settings)
 
 
 def run_profile(profile: Profile | str, only: str | None = None, dry_run: bool = False,

@@ -8,6 +8,11 @@ is skipped by either and ``05_results`` / ``08_strategy_comparison`` read them.
         [--set device=cuda --set num_workers=8]
 
 Data: as for every run (``--data-dir`` is per dataset in a profile, so use $MEDTL_DATA_DIR).
+An offline profile writes its stand-ins under ``--data-root`` (default ./data); ``--synthetic
+seed=1`` changes the stand-ins' settings, so a fresh data root and runs dir measure other data:
+
+    HF_HUB_OFFLINE=1 python scripts/run_profile_direct.py smoke --runs-dir /tmp/s1/runs \
+        --data-root /tmp/s1/data --synthetic seed=1
 """
 from __future__ import annotations
 
@@ -30,6 +35,8 @@ from medtl_lib.evaluation.report import (collect_runs, strategy_table,  # noqa: 
                                          strategy_table_markdown)
 from medtl_lib.train_run import train_run  # noqa: E402
 
+SYNTHETIC_KEYS = {"n_per_class", "size", "seed"}  # write_synthetic's settings
+
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -38,14 +45,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", help="glob on run names")
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                     help="a RunConfig field for every run (YAML value), e.g. device=cuda")
+    ap.add_argument("--data-root", help="where an offline profile's stand-ins live "
+                    "(<data-root>/synthetic/<dataset>; default ./data)")
+    ap.add_argument("--synthetic", action="append", default=[], metavar="KEY=VALUE",
+                    help="a stand-in setting of an offline profile (n_per_class, size, seed)")
     args = ap.parse_args(argv)
-    extra = {}
-    for item in args.set:
-        key, _, value = item.partition("=")
-        if key not in {f.name for f in dataclasses.fields(RunConfig)}:
-            ap.error(f"--set {item}: no RunConfig field '{key}'")
-        extra[key] = yaml.safe_load(value)
-    profile = profiles.load_profile(args.profile, runs_dir=args.runs_dir)
+    extra = _key_values(ap, args.set, {f.name for f in dataclasses.fields(RunConfig)}, "--set")
+    profile = profiles.load_profile(args.profile, runs_dir=args.runs_dir, data_root=args.data_root)
+    if args.synthetic:
+        if not profile.synthetic:
+            ap.error(f"--synthetic: profile '{profile.name}' uses no stand-ins")
+        profile.synthetic = {**profile.synthetic, **_key_values(ap, args.synthetic, SYNTHETIC_KEYS)}
     profiles.prepare_synthetic(profile)  # offline profiles: stand-ins written once
     runs = [r for r in profile.runs
             if not args.only or fnmatch.fnmatch(profile.run_name(r), args.only)]
@@ -60,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             result = train_run(cfg, progress=False, log=lambda *a: None)
             print(f"    {result.summary()}{' (already complete)' if result.skipped else ''}",
                   flush=True)
+            print(f"    {_test_line(result.metrics)}", flush=True)
         except Exception as e:  # one failing run must not stop the others
             failed.append(name)
             print(f"    FAILED: {type(e).__name__}: {e}", flush=True)
@@ -71,6 +82,26 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(c, indent=1))
         (profile.out_root / "claims.json").write_text(json.dumps(c, indent=1))
     return 1 if failed else 0
+
+
+def _key_values(ap: argparse.ArgumentParser, items: list[str], known: set[str],
+                flag: str = "--synthetic") -> dict:
+    """KEY=VALUE strings as a dict of YAML values; an unknown key stops before any work."""
+    out = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if key not in known:
+            ap.error(f"{flag} {item}: unknown key '{key}'")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def _test_line(metrics: dict) -> str:
+    """The two numbers a smoke check reads: test accuracy and AUROC (when the run has one)."""
+    t = metrics["test"]
+    auroc = t.get("auroc_macro")
+    return (f"test accuracy {t['accuracy']:.3f}, AUROC "
+            f"{'n/a' if auroc is None else format(auroc, '.3f')}")
 
 
 if __name__ == "__main__":

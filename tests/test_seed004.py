@@ -158,6 +158,7 @@ def test_profiles_with_settings_name_runs_by_setting(tmp_path):
     from medtl_lib import profiles
 
     p = profiles.load_profile("seed004_cpu", runs_dir=tmp_path)
+    assert p.name == "seed004_cpu"  # a loop variable once overwrote it
     assert p.shape() == "15 run(s) = 1 dataset x 3 models x 5 settings x 1 seed"
     by_name = {p.run_name(r): r for r in p.runs}
     r = by_name["brain_tumor_mri__efficientnet_lite1__random_top__s1"]

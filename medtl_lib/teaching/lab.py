@@ -51,7 +51,7 @@ def lab_data(dataset: str, data_dir: str | os.PathLike | None = None,
             raise
     from ..profiles import ensure_standin
 
-    return LabData(ensure_standin(dataset, standin_dir(dataset)), True)
+    return LabData(spec.locate(ensure_standin(dataset, standin_dir(dataset))), True)
 
 
 def is_synthetic(root: str | os.PathLike) -> bool:

@@ -4,6 +4,11 @@ bit-identical on the CPU.
 
 Record (only when a change is *meant* to alter seed-000 numbers, and say so in the commit):
     python tests/golden/seed000.py record
+
+The data is the brain MRI stand-in of medtl_lib.data.synthetic. When its GENERATOR_VERSION
+changes, the numbers change with the images: record them again with c2d4bce's trainer on the new
+images (its tree from `git archive c2d4bce` first on PYTHONPATH, the data written by the current
+generator), then check that the current trainer matches them bit for bit. Done so for version 2.
 """
 from __future__ import annotations
 
