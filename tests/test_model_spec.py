@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import json
+from dataclasses import replace
 import sys
 
 import pytest
@@ -135,8 +136,10 @@ def test_model_spec_round_trip(tmp_path):
     assert path.name == "model.json" and ModelSpec.from_dict(json.loads(path.read_text())) == spec
     with pytest.raises(ValueError, match="unknown fields"):
         ModelSpec.from_dict({**spec.to_dict(), "width": 2})
-    with pytest.raises(NotImplementedError, match="truncate"):
+    with pytest.raises(ValueError, match="stage3.*not a cut point"):  # the op exists, the cut not
         build_model(spec, weights="none")
+    with pytest.raises(NotImplementedError, match="prune"):  # an op of a newer kit
+        build_model(replace(spec, surgery=[{"op": "prune"}]), weights="none")
 
 
 # --- run folders -----------------------------------------------------------------------------------

@@ -123,8 +123,8 @@ def test_vgg_keras_head_pools_the_conv_features_and_rebuilds_from_the_run(tmp_pa
 def test_unknown_surgery_is_refused_before_building():
     from medtl_lib.models.factory import ModelSpec, build_model
 
-    with pytest.raises(NotImplementedError, match="truncate.*known: drop_pre_logits"):
-        build_model(ModelSpec("resnet18", "resnet18", 2, 64, surgery=[{"op": "truncate"}]),
+    with pytest.raises(NotImplementedError, match="prune.*known: drop_pre_logits"):
+        build_model(ModelSpec("resnet18", "resnet18", 2, 64, surgery=[{"op": "prune"}]),
                     weights="none")
 
 
