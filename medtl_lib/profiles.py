@@ -412,22 +412,22 @@ def prepare_synthetic(profile: Profile, log: Callable[[str], None] = print) -> N
         return
     import shutil
 
-    from .data.synthetic import (MARK_FILE, STAMP_FILE, is_standin, read_stamp, synthetic_stamp,
-                                 write_synthetic)
+    from .data.synthetic import (MARK_FILE, STAMP_FILE, read_stamp, standin_state,
+                                 synthetic_stamp, write_synthetic)
 
     rewritten = False
     for ds in profile.datasets:
         target = Path(profile.data_dirs[ds])
-        want = synthetic_stamp(ds, **profile.synthetic)
-        if target.is_dir() and any(target.iterdir()):
-            have = read_stamp(target)
-            if have == want:
-                continue
-            if not is_standin(target):
-                log(f"{target} holds files but is not a synthetic stand-in (no {MARK_FILE} or "
-                    f"{STAMP_FILE}), so it is left as it is and used as the {ds} data. For the "
-                    "stand-in, move those files elsewhere or empty the folder.")
-                continue
+        state = standin_state(ds, target, **profile.synthetic)
+        if state == "current":
+            continue
+        if state == "foreign":
+            log(f"{target} holds files but is not a synthetic stand-in (no {MARK_FILE} or "
+                f"{STAMP_FILE}), so it is left as it is and used as the {ds} data. For the "
+                "stand-in, move those files elsewhere or empty the folder.")
+            continue
+        if state == "stale":
+            want, have = synthetic_stamp(ds, **profile.synthetic), read_stamp(target)
             was = ("no stamp: an older generator or a write cut short" if have is None else
                    ", ".join(f"{k} {have.get(k)}" for k in want if have.get(k) != want[k]))
             log(f"rewriting synthetic stand-in {ds} -> {target} (it had {was}; now generator "
@@ -450,17 +450,17 @@ def ensure_standin(dataset: str, target: str | os.PathLike, settings: dict | Non
     is not a stand-in is refused, never deleted (notebooks 01, 03 and 11 fall back to this)."""
     import shutil
 
-    from .data.synthetic import MARK_FILE, is_standin, read_stamp, synthetic_stamp, write_synthetic
+    from .data.synthetic import MARK_FILE, standin_state, write_synthetic
 
     settings = settings or load_profile("smoke").synthetic
     target = Path(target)
-    want = synthetic_stamp(dataset, **settings)
-    if target.is_dir() and any(target.iterdir()):
-        if read_stamp(target) == want:
-            return target
-        if not is_standin(target):
-            raise FileExistsError(f"{target} holds files but is not a synthetic stand-in (no "
-                                  f"{MARK_FILE}); move them, or point data_dir at your data")
+    state = standin_state(dataset, target, **settings)
+    if state == "current":
+        return target
+    if state == "foreign":
+        raise FileExistsError(f"{target} holds files but is not a synthetic stand-in (no "
+                              f"{MARK_FILE}); move them, or point data_dir at your data")
+    if state == "stale":
         log(f"rewriting the stale synthetic stand-in {dataset} in {target}")
         shutil.rmtree(target)
     return write_synthetic(dataset, target, **settings)

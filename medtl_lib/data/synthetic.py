@@ -131,6 +131,18 @@ def read_stamp(folder: str | os.PathLike) -> dict[str, Any] | None:
     return stamp if isinstance(stamp, dict) else None
 
 
+def standin_state(name: str, folder: str | os.PathLike, **settings: Any) -> str:
+    """What a folder holds against a stand-in written now with ``settings``: 'current' (keep),
+    'stale' (an older or cut-short stand-in: safe to rewrite), 'foreign' (files that are not a
+    stand-in: never touch) or 'missing' (absent or empty: write)."""
+    folder = pathlib.Path(folder)
+    if not (folder.is_dir() and any(folder.iterdir())):
+        return "missing"
+    if read_stamp(folder) == synthetic_stamp(name, **settings):
+        return "current"
+    return "stale" if is_standin(folder) else "foreign"
+
+
 def is_standin(folder: str | os.PathLike) -> bool:
     """Whether `folder` was written by this module (any version): safe to delete and rewrite."""
     folder = pathlib.Path(folder)

@@ -101,9 +101,8 @@ def bootstrap_all(labels: np.ndarray, probs: np.ndarray, n_boot: int = 2000, see
     labels, probs = np.asarray(labels), np.asarray(probs, dtype=np.float64)
     k = probs.shape[1]
     idx = resamples(len(labels), n_boot, seed)
-    y, pred = labels[idx], probs.argmax(1)[idx]
-    codes = (y * k + pred) + (np.arange(n_boot)[:, None] * k * k)
-    cm = np.bincount(codes.ravel(), minlength=n_boot * k * k).reshape(n_boot, k, k).astype(float)
+    y = labels[idx]
+    cm = resampled_confusions(labels, probs.argmax(1), k, n_boot, seed)
     tp = np.diagonal(cm, axis1=1, axis2=2)
     fn, fp = cm.sum(2) - tp, cm.sum(1) - tp
     tn = cm.sum((1, 2))[:, None] - tp - fn - fp
@@ -112,7 +111,7 @@ def bootstrap_all(labels: np.ndarray, probs: np.ndarray, n_boot: int = 2000, see
                "sensitivity_macro": (tp / (tp + fn)).mean(1),
                "specificity_macro": (tn / (tn + fp)).mean(1),
                "precision_macro": np.nan_to_num(tp / (tp + fp)).mean(1),
-               "f1_macro": np.nan_to_num(2 * tp / (2 * tp + fp + fn)).mean(1)}
+               "f1_macro": f1_of_confusions(cm)}
         aucs = []
         for c in ([1] if k == 2 else range(k)):  # binary: the positive class, as roc_auc_score
             pos = y == c
@@ -124,6 +123,42 @@ def bootstrap_all(labels: np.ndarray, probs: np.ndarray, n_boot: int = 2000, see
         present = np.stack([(y == c).any(1) for c in range(k)]).all(0)
         out["auroc_macro"] = np.where(present, auc, np.nan)
     return out
+
+
+def resampled_confusions(labels: np.ndarray, pred: np.ndarray, k: int, n_boot: int = 2000,
+                         seed: int = 0) -> np.ndarray:
+    """(n_boot, k, k) confusion matrices of the bootstrap resamples of :func:`resamples` with
+    this seed, by one bincount: what every vectorised interval here is computed from."""
+    labels, pred = np.asarray(labels, dtype=np.int64), np.asarray(pred, dtype=np.int64)
+    idx = resamples(len(labels), n_boot, seed)
+    codes = (labels[idx] * k + pred[idx]) + (np.arange(n_boot)[:, None] * k * k)
+    return np.bincount(codes.ravel(), minlength=n_boot * k * k).reshape(n_boot, k, k).astype(float)
+
+
+def f1_of_confusions(cm: np.ndarray) -> np.ndarray:
+    """Macro F1 of each (k, k) confusion matrix in ``cm`` (..., k, k); 0 for a class neither
+    present nor predicted (sklearn's zero_division=0 with every label listed)."""
+    tp = np.diagonal(cm, axis1=-2, axis2=-1)
+    fn, fp = cm.sum(-1) - tp, cm.sum(-2) - tp
+    denom = 2 * tp + fp + fn
+    return np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0).mean(-1)
+
+
+def read_test_predictions(run_dir) -> tuple[np.ndarray, np.ndarray, list[str], "pd.DataFrame"]:
+    """(labels, probabilities, class names, the frame) of a run folder's ``predictions_test.csv``;
+    a clear error when the run has not finished its evaluation."""
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    run = Path(run_dir)
+    path = run / "predictions_test.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: the run has not finished its evaluation")
+    classes = json.loads((run / "metrics.json").read_text())["class_names"]
+    frame = pd.read_csv(path)
+    return frame["label"].to_numpy(), frame[[f"prob_{c}" for c in classes]].to_numpy(), classes, frame
 
 
 # ------------------------------------------------------------------ metrics on (labels, probs)
@@ -211,19 +246,8 @@ def ci95(labels: np.ndarray, probs: np.ndarray, n_boot: int = 2000, seed: int = 
 
 def run_ci(run_dir, n_boot: int = 2000, seed: int = 0) -> dict:
     """:func:`ci95` recomputed from a run folder's ``predictions_test.csv``."""
-    import json
-    from pathlib import Path
-
-    import pandas as pd
-
-    run = Path(run_dir)
-    path = run / "predictions_test.csv"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: the run has not finished its evaluation")
-    classes = json.loads((run / "metrics.json").read_text())["class_names"]
-    frame = pd.read_csv(path)
-    probs = frame[[f"prob_{c}" for c in classes]].to_numpy()
-    return ci95(frame["label"].to_numpy(), probs, n_boot, seed)
+    labels, probs, _, _ = read_test_predictions(run_dir)
+    return ci95(labels, probs, n_boot, seed)
 
 
 def paired_difference(labels: np.ndarray, probs_a: np.ndarray, probs_b: np.ndarray,
@@ -251,19 +275,8 @@ def run_paired_difference(run_a, run_b, metric: str = "auroc_macro", n_boot: int
                           seed: int = 0) -> dict:
     """:func:`paired_difference` of two runs' ``predictions_test.csv``, matched image by image;
     runs with different test images are refused (their difference would not be paired)."""
-    import json
-    from pathlib import Path
-
-    import pandas as pd
-
-    frames = []
-    for run in (Path(run_a), Path(run_b)):
-        path = run / "predictions_test.csv"
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing: the run has not finished its evaluation")
-        classes = json.loads((run / "metrics.json").read_text())["class_names"]
-        frames.append((pd.read_csv(path), [f"prob_{c}" for c in classes]))
-    (a, cols_a), (b, cols_b) = frames
+    (_, _, classes_a, a), (_, _, classes_b, b) = (read_test_predictions(r) for r in (run_a, run_b))
+    cols_a, cols_b = ([f"prob_{c}" for c in cl] for cl in (classes_a, classes_b))
     if set(a["path"]) != set(b["path"]) or cols_a != cols_b:
         raise ValueError(f"{run_a} and {run_b} were tested on different images or classes; a "
                          "paired difference needs the same test split (same split seed and data)")

@@ -50,21 +50,14 @@ def f1_macro_interval(labels: np.ndarray, pred: np.ndarray, k: int, n_boot: int 
     """95% percentile-bootstrap interval of the macro F1 (every class counted, 0 for a class
     with no true and no predicted image, as metrics.json's sklearn zero_division=0).
 
-    metrics.json's ``ci95`` has no F1 entry; this draws the same image resamples as
-    :func:`medtl_lib.evaluation.ci.resamples` with the same seed, so all of a run's intervals
-    come from one bootstrap."""
-    from .ci import resamples
+    Runs recorded before ``ci95`` had ``f1_macro`` need it from their predictions; this uses
+    evaluation.ci's resamples with the same seed, so all of a run's intervals come from one
+    bootstrap."""
+    from .ci import f1_of_confusions, resampled_confusions
 
-    labels, pred = np.asarray(labels, dtype=np.int64), np.asarray(pred, dtype=np.int64)
-    if labels.size == 0:
+    if np.asarray(labels).size == 0:
         return (math.nan, math.nan)
-    idx = resamples(len(labels), n_boot, seed)
-    codes = labels[idx] * k + pred[idx] + np.arange(n_boot)[:, None] * k * k
-    cm = np.bincount(codes.ravel(), minlength=n_boot * k * k).reshape(n_boot, k, k)
-    tp = np.diagonal(cm, axis1=1, axis2=2).astype(float)
-    fn, fp = cm.sum(2) - tp, cm.sum(1) - tp
-    denom = 2 * tp + fp + fn
-    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0).mean(1)
+    f1 = f1_of_confusions(resampled_confusions(labels, pred, k, n_boot, seed))
     low, high = np.percentile(f1, [2.5, 97.5])
     return (float(low), float(high))
 

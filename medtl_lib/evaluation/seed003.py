@@ -46,8 +46,6 @@ def complexity_table(model: str, variants: dict[str, list[dict]], num_classes: i
     """Params (M), MACs (G, conv + linear and the authors' ptflops convention) and batch-1 CPU
     latency (ms, median) of ``model`` under each named list of surgery ops (``{}`` = the full
     model), as Table 1's P / MACs / T columns."""
-    import torch
-
     from ..models.factory import create_model
     from ..models.info import count_macs, describe_device, latency_ms
 
@@ -61,5 +59,4 @@ def complexity_table(model: str, variants: dict[str, list[dict]], num_classes: i
                      if latency else np.nan})
     out = pd.DataFrame(rows).set_index("model")
     out.attrs["latency_device"] = describe_device("cpu") if latency else ""
-    del torch
     return out

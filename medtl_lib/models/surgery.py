@@ -102,7 +102,6 @@ def slim(backbone: nn.Module, slim_from: str) -> nn.Module:
     ``slim_from`` up get half the channels and a random init (Kaiming normal, fan_out; BN weight 1,
     bias 0; no zero-init of the last BN, as torchvision's default); the stages below keep the
     (pretrained) weights the backbone has, bit for bit."""
-    import timm
     from timm.models.resnet import ResNet
 
     if type(backbone).__name__ != "ResNet":
@@ -123,7 +122,6 @@ def slim(backbone: nn.Module, slim_from: str) -> nn.Module:
     own.update({n: t.clone() for n, t in backbone.state_dict().items() if n.startswith(prefix)})
     new.load_state_dict(own)
     new.pretrained_cfg = getattr(backbone, "pretrained_cfg", {})
-    del timm
     return new
 
 

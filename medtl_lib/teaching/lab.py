@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..data.registry import DatasetNotFoundError, get_spec
+from ..evaluation.report import SYNTHETIC_NOTE  # one wording everywhere  # noqa: F401
 from ..paths import in_repo
 
 # RunConfig fields the lab preset sets; everything else keeps the paper's values.
 LAB_PRESET: dict[str, object] = {"model": "efficientnet_lite0", "img_size": 128, "epochs": 3}
 
-from ..evaluation.report import SYNTHETIC_NOTE  # noqa: E402  (one wording everywhere)
 
 
 @dataclass(frozen=True)
@@ -63,15 +63,10 @@ def is_synthetic(root: str | os.PathLike) -> bool:
 
 def newest_run(runs_root: str | os.PathLike) -> Path:
     """The most recently finished run folder under `runs_root`, for notebooks opened without one."""
-    import json
+    from ..evaluation.report import STATUS_COMPLETE, run_status
 
-    finished = []
-    for metrics in Path(runs_root).glob("**/metrics.json"):
-        try:
-            if json.loads(metrics.read_text()).get("status") == "complete":
-                finished.append(metrics)
-        except (OSError, ValueError):
-            continue
+    finished = [m for m in Path(runs_root).glob("**/metrics.json")
+                if run_status(m.parent)[0] == STATUS_COMPLETE]
     if not finished:
         raise FileNotFoundError(
             f"no finished run under {runs_root}: train one with notebook 03 (about 5 minutes with its "
