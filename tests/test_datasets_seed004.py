@@ -84,3 +84,37 @@ def test_lc25000_lung_is_found_two_levels_down(tmp_path):
     root = spec.locate(tmp_path)
     assert root.name == "lung_image_sets"
     assert build_index(spec, root).counts()["total"].tolist() == [3, 3, 3]
+
+
+def test_brain_tumor_binary_pools_three_folders_into_tumour(tmp_path, monkeypatch):
+    k = 0
+    counts = {"glioma": 3, "meningioma": 2, "notumor": 4, "pituitary": 1}
+    for split in ("Training", "Testing"):
+        for cls, n in counts.items():
+            for i in range(n):
+                _jpg(tmp_path / "brain_tumor_mri" / split / cls / f"{cls}_{i}.jpg", k)
+                k += 1
+    monkeypatch.setenv("MEDTL_DATA_DIR", str(tmp_path))
+    spec = get_spec("brain_tumor_binary")
+    index = build_index(spec, spec.find())  # read from the four-class download's folder
+    assert index.class_names == ["notumor", "tumor"]
+    f = index.frame
+    by = f.groupby(["source_split", "class_name"]).size().to_dict()
+    assert by == {("Testing", "notumor"): 4, ("Testing", "tumor"): 6,
+                  ("Training", "notumor"): 4, ("Training", "tumor"): 6}
+    assert (f.loc[f["class_name"] == "tumor", "label"] == 1).all()
+    assert f.loc[f["path"].str.contains("pituitary"), "class_name"].eq("tumor").all()
+    # the four-class spec over the same folder is unchanged
+    four = build_index(get_spec("brain_tumor_mri"), spec.find())
+    assert four.class_names == ["glioma", "meningioma", "notumor", "pituitary"] and len(four.frame) == 20
+
+
+def test_a_merge_that_pools_a_class_twice_or_an_unknown_class_is_refused():
+    import dataclasses
+
+    import pytest
+    base = get_spec("brain_tumor_mri")
+    with pytest.raises(ValueError, match="at most one label"):
+        dataclasses.replace(base, merge=(("a", ("glioma",)), ("b", ("glioma", "notumor"))))
+    with pytest.raises(ValueError, match="at most one label"):
+        dataclasses.replace(base, merge=(("a", ("gliomas",)), ("b", ("notumor",))))

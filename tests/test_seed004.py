@@ -165,6 +165,13 @@ def test_profiles_with_settings_name_runs_by_setting(tmp_path):
     assert (r.weights, r.strategy, r.lr, r.img_size) == ("none", "top_layers", 1e-3, 128)
     steps = [s.name for s in profiles.plan(p)]
     assert steps[-1] == "13_init_settings" and "07_strategies" not in steps
+    binary = profiles.load_profile("seed004_binary_cpu", runs_dir=tmp_path)
+    assert binary.shape() == "5 run(s) = 1 dataset x 1 model x 5 settings x 1 seed"
+    # the binary check is the same protocol on another label set: same settings, same defaults
+    key = lambda r: (r.weights, r.strategy, r.lr, r.img_size, r.epochs, r.optimizer, r.schedule,
+                     r.select_by, r.split)
+    lite0 = {key(r) for r in p.runs if r.model == "efficientnet_lite0"}
+    assert {key(r) for r in binary.runs} == lite0 and len(lite0) == 5
     bad = tmp_path / "bad.yaml"
     bad.write_text("datasets: [brain_tumor_mri]\nmodels: [efficientnet_lite0]\n"
                    "settings: {a: {weights: none}}\n")

@@ -67,6 +67,15 @@ class DatasetSpec:
     #: the folder name the download is looked for under ($MEDTL_DATA_DIR/<folder>, data/<folder>)
     #: when a spec is a view of another's data (oct2017_2k reads oct2017's); "" = ``name``
     folder: str = ""
+    #: labels that pool several source classes, in label order: ((label, (class, ...)), ...).
+    #: A view such as tumour vs no tumour over the four brain MRI folders; () = one label per class
+    merge: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def __post_init__(self) -> None:
+        pooled = [src for _, sources in self.merge for src in sources]
+        if self.merge and (len(set(pooled)) < len(pooled) or not set(pooled) <= set(self.classes)):
+            raise ValueError(f"dataset '{self.name}': merge must pool each of {self.classes} into "
+                             f"at most one label, got {self.merge}")
 
     # ---------------------------------------------------------------- layout
     def class_root(self, path: Path) -> Path | None:
@@ -123,6 +132,16 @@ class DatasetSpec:
 
     def scan(self, root: Path) -> Iterator[Record]:
         """Yield every image of the dataset below ``root`` (a path :meth:`locate` returned)."""
+        if not self.merge:
+            yield from self._scan_classes(root)
+            return
+        label = {src: name for name, sources in self.merge for src in sources}
+        for rec in self._scan_classes(root):
+            if rec.class_name in label:
+                yield rec._replace(class_name=label[rec.class_name])
+
+    def _scan_classes(self, root: Path) -> Iterator[Record]:
+        """Every image with its source class (before ``merge``)."""
         if self.layout == "ham10000":
             yield from _scan_ham10000(root, self.classes)
             return
@@ -172,7 +191,10 @@ class DatasetSpec:
         yield from sorted(kept)
 
     def class_names(self, root: Path) -> list[str]:
-        """Label order: the spec's classes, or the class folders found (even empty ones)."""
+        """Label order: the merged labels, the spec's classes, or the class folders found (even
+        empty ones)."""
+        if self.merge:
+            return [name for name, _ in self.merge]
         if self.classes:
             return list(self.classes)
         return [name for _, name in self._class_dirs(root)]
@@ -535,3 +557,11 @@ def get_spec(name: str) -> DatasetSpec:
 DATASETS["oct2017_2k"] = dataclasses.replace(
     DATASETS["oct2017"], name="oct2017_2k", subsample_per_class=2000, folder="oct2017",
     title=DATASETS["oct2017"].title + ", at most 2,000 images per class and folder")
+
+
+# Seed 004 asks for a real binary set: tumour (glioma, meningioma, pituitary) vs no tumour, read
+# from the brain MRI download (label 1 = tumour, so a binary AUROC ranks tumour scores).
+DATASETS["brain_tumor_binary"] = dataclasses.replace(
+    DATASETS["brain_tumor_mri"], name="brain_tumor_binary", folder="brain_tumor_mri",
+    title="Brain Tumor MRI, tumour vs no tumour (the four folders pooled)", paper_count=None,
+    merge=(("notumor", ("notumor",)), ("tumor", ("glioma", "meningioma", "pituitary"))))
