@@ -218,9 +218,13 @@ def test_paper_cells_beside_the_kits_with_the_papers_f1():
 
     runs = pd.DataFrame({"model": ["vit_b_laion2b"] * 2, "strategy": ["sft"] * 2,
                          "status": ["complete"] * 2, "precision": [0.92, 0.94],
-                         "recall": [0.90, 0.92], "test_acc": [0.93, 0.95], "f1": [0.0, 0.0]})
+                         "recall": [0.90, 0.92], "test_acc": [0.93, 0.95], "f1": [0.0, 0.0],
+                         "test_acc_ci_low": [0.91, 0.93], "test_acc_ci_high": [0.95, 0.97]})
     t = side_by_side(TABLE_VI, runs)
     row = t.loc[("vit_b_laion2b", "sft")]
+    assert (row["Acc kit low"], row["Acc kit high"]) == pytest.approx((92.0, 96.0))
+    assert math.isnan(row["Pre kit low"])  # runs without that interval: none, not a made-up one
+    assert "F1 kit low" not in t.columns  # the paper's F1 of macro P and R gets no interval
     assert row["Pre kit"] == pytest.approx(93.0) and row["Rec kit"] == pytest.approx(91.0)
     assert row["F1 kit"] == pytest.approx(100 * f1_of_macro_pr(0.93, 0.91))
     assert row["Acc diff"] == pytest.approx(94.0 - 94.24) and row["seeds"] == 2

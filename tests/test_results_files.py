@@ -13,14 +13,14 @@ from sklearn.metrics import f1_score
 
 from medtl_lib import profiles
 from medtl_lib.evaluation import plots
-from medtl_lib.evaluation.ci import bootstrap
+from medtl_lib.evaluation.ci import bootstrap, ci95, confusion_ci95
 from medtl_lib.evaluation.leakage_table import (leakage_alt, leakage_markdown, leakage_table,
                                                 read_leakage_table, write_leakage_table)
 from medtl_lib.evaluation.report import (PROTOCOLS, SYNTHETIC_NOTE, collect_runs,
                                          is_synthetic_data, paper_table, split_protocol, table_ii,
+                                         strategy_table, strategy_table_markdown,
                                          table_ii_intervals, table_ii_markdown)
-from medtl_lib.evaluation.results_files import (f1_macro_interval, results_table, table_ii_file,
-                                                with_f1_intervals, write_results_files)
+from medtl_lib.evaluation.results_files import results_table, table_ii_file, write_results_files
 from results_support import BRAIN, fake_predictions, make_standin, write_run
 
 
@@ -81,16 +81,37 @@ def test_run_rows_carry_intervals_split_and_data(tmp_path: Path, standin: Path, 
     assert "2000 resamples" in brain["ci_method"]
 
 
-def test_f1_interval_is_the_bootstrap_of_the_macro_f1():
+def test_confusion_intervals_are_ci95s_and_the_bootstrap_of_the_macro_f1():
     labels, probs = fake_predictions(90, 3, 0.7, seed=3)
 
     def macro_f1(y, p):
         return f1_score(y, p.argmax(1), labels=[0, 1, 2], average="macro", zero_division=0)
 
     expected = bootstrap(labels, probs, macro_f1, n_boot=300, seed=5)  # same resamples, by seed
-    got = f1_macro_interval(labels, probs.argmax(1), 3, n_boot=300, seed=5)
-    assert got == pytest.approx(expected)
-    assert got[0] < macro_f1(labels, probs) < got[1]
+    got = confusion_ci95(labels, probs.argmax(1), 3, n_boot=300, seed=5)
+    assert (got["f1_macro"]["low"], got["f1_macro"]["high"]) == pytest.approx(expected)
+    assert got["f1_macro"]["low"] < macro_f1(labels, probs) < got["f1_macro"]["high"]
+    full = ci95(labels, probs, n_boot=300, seed=5)  # from predicted classes alone: the same
+    for name, entry in got.items():
+        for key in ("value", "low", "high", "method"):
+            assert entry[key] == pytest.approx(full[name][key]) if key != "method" else \
+                entry[key] == full[name][key]
+
+
+def test_a_run_recorded_without_intervals_gets_them_from_its_predictions(profile: Path):
+    run = profile / "brain_tumor_mri__resnet"
+    before = collect_runs(profile).set_index("dataset").loc["brain_tumor_mri"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    del metrics["test"]["ci95"]  # a run from before metrics.json kept ci95
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    after = collect_runs(profile).set_index("dataset").loc["brain_tumor_mri"]
+    for m in ("test_acc", "precision", "recall", "f1"):
+        assert after[f"{m}_ci_low"] == pytest.approx(before[f"{m}_ci_low"])
+        assert after[f"{m}_ci_high"] == pytest.approx(before[f"{m}_ci_high"])
+        assert after[f"{m}_ci_low"] < after[m] < after[f"{m}_ci_high"]
+    (run / "predictions_test.csv").unlink()  # nothing to recompute from: no interval, no error
+    gone = collect_runs(profile).set_index("dataset").loc["brain_tumor_mri"]
+    assert np.isnan(gone["test_acc_ci_low"]) and gone["test_acc"] == after["test_acc"]
 
 
 # --- results.csv and table_ii.csv ---------------------------------------------------------
@@ -146,10 +167,20 @@ def test_seeds_averaged_get_no_interval_of_their_own(tmp_path: Path, real_root: 
     t = table_ii_file(collect_runs(root)).set_index(["dataset", "model"])
     row = t.loc[("brain_tumor_mri", "ResNet")]
     assert row["n_runs"] == 2 and np.isnan(row["test_acc_ours_ci_low"])
+    # the strategy table shows the seeds' spread beside their intervals, bounds averaged
+    runs = collect_runs(root)
+    st = strategy_table(runs).loc[("brain_tumor_mri", "ResNet", "full")]
+    for b in ("low", "high"):
+        assert st[("f1", f"ci_{b}")] == pytest.approx(runs[f"f1_ci_{b}"].mean())
+    assert st[("test_acc", "ci_low")] < st[("test_acc", "mean")] < st[("test_acc", "ci_high")]
+    md = strategy_table_markdown(strategy_table(runs))
+    cell = (f"{st[('f1', 'mean')] * 100:.2f}% ± {st[('f1', 'sd')] * 100:.2f} "
+            f"[{st[('f1', 'ci_low')] * 100:.2f}, {st[('f1', 'ci_high')] * 100:.2f}]")
+    assert cell in md and "95% test-set interval" in md
 
 
 def test_table_ii_markdown_shows_intervals_and_caption(profile: Path):
-    runs = with_f1_intervals(collect_runs(profile))
+    runs = collect_runs(profile)
     t = table_ii(runs, all_paper_rows=True)
     iv = table_ii_intervals(runs, t)
     md = table_ii_markdown(t, iv, caption="Table II — image-level split, as the paper")

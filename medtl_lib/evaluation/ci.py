@@ -102,16 +102,8 @@ def bootstrap_all(labels: np.ndarray, probs: np.ndarray, n_boot: int = 2000, see
     k = probs.shape[1]
     idx = resamples(len(labels), n_boot, seed)
     y = labels[idx]
-    cm = resampled_confusions(labels, probs.argmax(1), k, n_boot, seed)
-    tp = np.diagonal(cm, axis1=1, axis2=2)
-    fn, fp = cm.sum(2) - tp, cm.sum(1) - tp
-    tn = cm.sum((1, 2))[:, None] - tp - fn - fp
+    out = _confusion_metrics(resampled_confusions(labels, probs.argmax(1), k, n_boot, seed))
     with np.errstate(invalid="ignore", divide="ignore"):
-        out = {"accuracy": tp.sum(1) / len(labels),
-               "sensitivity_macro": (tp / (tp + fn)).mean(1),
-               "specificity_macro": (tn / (tn + fp)).mean(1),
-               "precision_macro": np.nan_to_num(tp / (tp + fp)).mean(1),
-               "f1_macro": f1_of_confusions(cm)}
         aucs = []
         for c in ([1] if k == 2 else range(k)):  # binary: the positive class, as roc_auc_score
             pos = y == c
@@ -123,6 +115,76 @@ def bootstrap_all(labels: np.ndarray, probs: np.ndarray, n_boot: int = 2000, see
         present = np.stack([(y == c).any(1) for c in range(k)]).all(0)
         out["auroc_macro"] = np.where(present, auc, np.nan)
     return out
+
+
+def _confusion_metrics(cm: np.ndarray) -> dict[str, np.ndarray]:
+    """The metrics of :data:`CONFUSION_METRICS` for each (k, k) confusion matrix of ``cm``."""
+    tp = np.diagonal(cm, axis1=1, axis2=2)
+    fn, fp = cm.sum(2) - tp, cm.sum(1) - tp
+    tn = cm.sum((1, 2))[:, None] - tp - fn - fp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {"accuracy": tp.sum(1) / cm.sum((1, 2)),
+                "sensitivity_macro": (tp / (tp + fn)).mean(1),
+                "specificity_macro": (tn / (tn + fp)).mean(1),
+                "precision_macro": np.nan_to_num(tp / (tp + fp)).mean(1),
+                "f1_macro": f1_of_confusions(cm)}
+
+
+#: the metrics a predicted class decides (no scores needed): their intervals can be recomputed
+#: from any run's predictions_test.csv, also one recorded before metrics.json kept ci95
+CONFUSION_METRICS: tuple[str, ...] = ("accuracy", "sensitivity_macro", "specificity_macro",
+                                      "precision_macro", "f1_macro")
+
+
+def confusion_ci95(labels: np.ndarray, pred: np.ndarray, k: int, n_boot: int = 2000,
+                   seed: int = 0) -> dict:
+    """The intervals of :data:`CONFUSION_METRICS` from labels and predicted classes alone, in
+    :func:`ci95`'s form: the same resamples for the same seed, so the same bounds ci95 records."""
+    labels, pred = np.asarray(labels, dtype=np.int64), np.asarray(pred, dtype=np.int64)
+    if labels.size == 0:
+        return {}
+    point = _confusion_metrics(_confusion(labels, pred, k)[None].astype(float))
+    out = {}
+    for name, values in _confusion_metrics(resampled_confusions(labels, pred, k, n_boot,
+                                                                seed)).items():
+        low, high = _percentiles(values)
+        out[name] = {"value": float(point[name][0]), "low": low, "high": high,
+                     "method": bootstrap_method(n_boot, seed)}
+    return out
+
+
+def run_confusion_ci95(run_dir, n_boot: int = 2000, seed: int = 0) -> dict:
+    """:func:`confusion_ci95` of a run folder's ``predictions_test.csv`` (columns label, pred);
+    {} for a run without usable predictions, whose intervals then stay empty."""
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    run = Path(run_dir)
+    try:
+        k = len(json.loads((run / "metrics.json").read_text())["class_names"])
+        frame = pd.read_csv(run / "predictions_test.csv", usecols=["label", "pred"])
+    except (OSError, ValueError, KeyError):
+        return {}
+    return confusion_ci95(frame["label"].to_numpy(), frame["pred"].to_numpy(), k, n_boot, seed)
+
+
+def bootstrap_method(n_boot: int, seed: int) -> str:
+    """How a run's bootstrap is described in metrics.json (and parsed back by
+    :func:`bootstrap_settings`)."""
+    return f"percentile bootstrap, {n_boot} resamples, seed {seed}"
+
+
+def bootstrap_settings(method: str | None, n_boot: int = 2000, seed: int = 0) -> tuple[int, int]:
+    """(resamples, seed) from a method text of :func:`bootstrap_method`, so an interval filled in
+    later is drawn on the resamples the run's other intervals used; the defaults otherwise."""
+    import re
+
+    found_n = re.search(r"(\d+) resamples", method or "")
+    found_seed = re.search(r"seed (\d+)", method or "")
+    return (int(found_n.group(1)) if found_n else n_boot,
+            int(found_seed.group(1)) if found_seed else seed)
 
 
 def resampled_confusions(labels: np.ndarray, pred: np.ndarray, k: int, n_boot: int = 2000,
@@ -233,7 +295,7 @@ def ci95(labels: np.ndarray, probs: np.ndarray, n_boot: int = 2000, seed: int = 
     for name, values in bootstrap_all(labels, probs, n_boot, seed).items():
         low, high = _percentiles(values)
         out[name] = {"value": METRICS[name](labels, probs), "low": low, "high": high,
-                     "method": f"percentile bootstrap, {n_boot} resamples, seed {seed}"}
+                     "method": bootstrap_method(n_boot, seed)}
     k = int((probs.argmax(1) == labels).sum())
     low, high = wilson(k, len(labels))
     out["accuracy_wilson"] = {"value": k / len(labels), "low": low, "high": high,

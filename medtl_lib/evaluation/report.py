@@ -19,6 +19,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from .ci import bootstrap_settings, run_confusion_ci95
+
 DATASETS: tuple[str, ...] = ("sarscov2_ct", "breakhis_400x", "brain_tumor_mri")  # Table II order
 DATASET_NAMES: dict[str, str] = {"sarscov2_ct": "SARS-COV-2", "breakhis_400x": "BreaKHis",
                                  "brain_tumor_mri": "Brain Tumor"}
@@ -33,10 +35,10 @@ DEFAULT_STRATEGY = "full"  # the paper's; what a run folder without a strategy w
 STRATEGY_ORDER: tuple[str, ...] = ("full", "linear_probe", "lp_ft")  # others follow, sorted
 STATS: tuple[str, ...] = ("mean", "sd")  # sd: sample standard deviation over seeds (ddof 1)
 # Table II metric -> its key in metrics.json's test.ci95 (evaluation.ci). Train and val accuracy
-# get no interval (only the test split is resampled); F1 has none in metrics.json, so
-# evaluation.results_files computes it from predictions_test.csv on the same resamples.
+# get no interval (only the test split is resampled). A run whose metrics.json lacks one of these
+# (recorded before ci95 held it) gets it from its predictions_test.csv on the same resamples.
 CI_KEYS: dict[str, str] = {"test_acc": "accuracy", "precision": "precision_macro",
-                           "recall": "sensitivity_macro"}
+                           "recall": "sensitivity_macro", "f1": "f1_macro"}
 CI_BOUNDS: tuple[str, ...] = ("low", "high")
 # What a reader must know before reading any number trained on the kit's procedural stand-ins.
 SYNTHETIC_NOTE = "synthetic stand-in data — numbers say nothing about the real task"
@@ -243,9 +245,17 @@ def run_data_root(run_dir: str | Path, config: dict | None = None) -> str:
     return str(config.get("data_dir") or "")
 
 
-def _ci_columns(test: dict) -> dict[str, Any]:
-    """``<metric>_ci_low/high`` for the Table II metrics metrics.json has intervals for."""
-    ci = test.get("ci95") or {}
+def _ci_columns(test: dict, run_dir: Path | None = None) -> dict[str, Any]:
+    """``<metric>_ci_low/high`` for the Table II metrics: from metrics.json's ci95, and where it
+    lacks one, recomputed from the run's ``predictions_test.csv`` with the run's own bootstrap
+    settings (the same resamples, so the bounds ci95 would have recorded)."""
+    ci = dict(test.get("ci95") or {})
+    missing = [k for k in CI_KEYS.values() if k not in ci]
+    if missing and run_dir is not None:
+        recorded = next((e.get("method") for e in ci.values() if "bootstrap" in
+                         str(e.get("method"))), None)
+        filled = run_confusion_ci95(run_dir, *bootstrap_settings(recorded))
+        ci.update({k: filled[k] for k in missing if k in filled})
     out: dict[str, Any] = {}
     for metric, key in CI_KEYS.items():
         entry = ci.get(key) or {}
@@ -281,7 +291,7 @@ def run_row(run_dir: str | Path) -> dict[str, Any]:
     if status != STATUS_COMPLETE:
         return row
     m = _read_json(run_dir / "metrics.json")
-    row.update(_ci_columns(m.get("test") or {}))
+    row.update(_ci_columns(m.get("test") or {}, run_dir))
     row.update(
         train_acc=_split_value(m, "train", "accuracy"), val_acc=_split_value(m, "val", "accuracy"),
         test_acc=_split_value(m, "test", "accuracy"),
@@ -430,9 +440,10 @@ def ci_caption(runs: pd.DataFrame) -> str:
         return "No run carries 95% intervals (metrics.json without test.ci95).\n"
     settings = "; ".join(m.replace("percentile bootstrap, ", "") for m in methods)
     return ("Brackets: the 95% interval of one run's test metric, by a seeded percentile bootstrap "
-            f"over the test images ({settings}; F1's on the same resamples of the run's "
-            "predictions_test.csv). Train and validation accuracy get none, and a mean over "
-            "several seeds shows none (the strategy table has their spread).\n")
+            f"over the test images ({settings}; a run recorded without one gets it from its "
+            "predictions_test.csv on the same resamples). Train and validation accuracy get "
+            "none, and a mean over several seeds shows none (the strategy table has their "
+            "spread beside the runs' intervals).\n")
 
 
 def strategy_order(values) -> list[str]:
@@ -445,8 +456,9 @@ def strategy_table(runs: pd.DataFrame, metrics: tuple[str, ...] = METRICS) -> pd
     Index (dataset, model, strategy), model as the paper labels it; columns ``n_seeds`` (the
     complete runs averaged, one per seed) then a MultiIndex (metric, stat) with stat ``mean``
     and ``sd``, the sample standard deviation over seeds (ddof 1): NaN for a single seed, which
-    has no spread, rather than 0. A (dataset, model, strategy) whose runs are all unfinished
-    stays as a row with n_seeds 0 and NaN values.
+    has no spread, rather than 0; for the metrics with intervals also ``ci_low`` and ``ci_high``,
+    each run's 95% test-set bounds averaged over its seeds (one seed: its interval). A (dataset,
+    model, strategy) whose runs are all unfinished stays as a row with n_seeds 0 and NaN values.
     """
     runs = with_identity(runs)
     keys = list(zip(runs["dataset"], runs["model_label"], runs["strategy"]))
@@ -469,14 +481,35 @@ def strategy_table(runs: pd.DataFrame, metrics: tuple[str, ...] = METRICS) -> pd
     else:
         counts = pd.Series(0, index=index)
     out[("n_seeds", "")] = counts.astype(int).to_numpy()
+    for m in metrics:  # each run's 95% test-set interval, bounds averaged over the seeds
+        if f"{m}_ci_low" not in done.columns:
+            continue
+        bounds = done.groupby(["dataset", "model_label", "strategy"])[
+            [f"{m}_ci_{b}" for b in CI_BOUNDS]].mean()
+        for b in CI_BOUNDS:
+            out[(m, f"ci_{b}")] = bounds[f"{m}_ci_{b}"].reindex(index).astype(float).to_numpy()
     return out
 
 
-def _mean_sd(mean: float, sd: float) -> str:
-    """'97.12% ± 0.53' (sd in percentage points); a single seed shows the mean alone."""
+def _mean_sd(mean: float, sd: float, low: float = math.nan, high: float = math.nan) -> str:
+    """'97.12% ± 0.53 [95.80, 98.30]' (sd and bounds in percent); a single seed shows no ±, a
+    run without intervals no brackets."""
     if pd.isna(mean):
         return "—"
-    return f"{mean * 100:.2f}%" + ("" if pd.isna(sd) else f" ± {sd * 100:.2f}")
+    return (f"{mean * 100:.2f}%" + ("" if pd.isna(sd) else f" ± {sd * 100:.2f}")
+            + ("" if pd.isna(low) or pd.isna(high) else f" [{low * 100:.2f}, {high * 100:.2f}]"))
+
+
+def _strategy_cell(row: pd.Series, m: str) -> str:
+    get = lambda st: row.get((m, st), math.nan)  # noqa: E731
+    return _mean_sd(get("mean"), get("sd"), get("ci_low"), get("ci_high"))
+
+
+STRATEGY_NOTE = ("Cells: mean over seeds ± sample standard deviation over seeds (percentage "
+                 "points; no ± with one seed), then in brackets each run's 95% test-set interval "
+                 "(percentile bootstrap over the test images), its bounds averaged over the "
+                 "seeds: the ± is what training randomness moves, the brackets what the test set's "
+                 "size leaves open. — = no complete run.")
 
 
 def strategy_table_markdown(df: pd.DataFrame, names: dict[str, str] | None = None) -> str:
@@ -492,11 +525,9 @@ def strategy_table_markdown(df: pd.DataFrame, names: dict[str, str] | None = Non
                  str(model) if (dataset, model) != previous else "", str(strategy),
                  str(int(row[("n_seeds", "")]))]
         previous = (dataset, model)
-        cells += [_mean_sd(row[(m, "mean")], row[(m, "sd")]) for m in metrics]
+        cells += [_strategy_cell(row, m) for m in metrics]
         lines.append("| " + " | ".join(cells) + " |")
-    note = ("Cells: mean over seeds ± sample standard deviation (percentage points); no ± with "
-            "one seed; — = no complete run. Precision, recall and F1 are macro averages on the "
-            "test split.")
+    note = STRATEGY_NOTE + " Precision, recall and F1 are macro averages on the test split."
     return "\n".join(lines) + "\n\n" + note + "\n"
 
 
@@ -505,7 +536,7 @@ def format_strategy_table(df: pd.DataFrame):
     markdown text when pandas' Styler is unavailable."""
     metrics = [m for m in dict.fromkeys(c[0] for c in df.columns) if m != "n_seeds"]
     shown = pd.DataFrame(
-        {METRIC_NAMES.get(m, m): [_mean_sd(r[(m, "mean")], r[(m, "sd")]) for _, r in df.iterrows()]
+        {METRIC_NAMES.get(m, m): [_strategy_cell(r, m) for _, r in df.iterrows()]
          for m in metrics}, index=df.index)
     shown.insert(0, "Seeds", df[("n_seeds", "")].astype(int).to_numpy())
     shown.index = pd.MultiIndex.from_tuples([(dataset_name(d), m, s) for d, m, s in df.index],
@@ -514,7 +545,7 @@ def format_strategy_table(df: pd.DataFrame):
         styler = shown.style
     except ImportError:
         return strategy_table_markdown(df)
-    return styler.set_caption("Strategies: mean ± sample SD over seeds (percentage points)")
+    return styler.set_caption(STRATEGY_NOTE)
 
 
 def _pct(value: float) -> str:

@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from ..utils import atomic_write
@@ -28,71 +26,11 @@ from .report import (CI_BOUNDS, DEFAULT_STRATEGY, METRICS, SOURCES, STATUS_COMPL
 
 RESULTS_CSV = "results.csv"
 TABLE_II_CSV = "table_ii.csv"
-DEFAULT_N_BOOT, DEFAULT_CI_SEED = 2000, 0  # evaluation.ci's defaults, what train_run uses
 # metrics.json test scalars copied into results.csv (besides Table II's own columns)
 TEST_SCALARS: tuple[str, ...] = ("n", "accuracy", "precision_macro", "recall_macro", "f1_macro",
                                  "precision_weighted", "recall_weighted", "f1_weighted",
                                  "balanced_accuracy", "sensitivity_macro", "specificity_macro",
                                  "auroc_macro")
-
-
-def _bootstrap_settings(method: str | None) -> tuple[int, int]:
-    """(resamples, seed) from a method text like 'percentile bootstrap, 2000 resamples, seed 0',
-    so F1's interval is drawn on the very resamples the other intervals used."""
-    n = re.search(r"(\d+) resamples", method or "")
-    seed = re.search(r"seed (\d+)", method or "")
-    return (int(n.group(1)) if n else DEFAULT_N_BOOT,
-            int(seed.group(1)) if seed else DEFAULT_CI_SEED)
-
-
-def f1_macro_interval(labels: np.ndarray, pred: np.ndarray, k: int, n_boot: int = DEFAULT_N_BOOT,
-                      seed: int = DEFAULT_CI_SEED) -> tuple[float, float]:
-    """95% percentile-bootstrap interval of the macro F1 (every class counted, 0 for a class
-    with no true and no predicted image, as metrics.json's sklearn zero_division=0).
-
-    Runs recorded before ``ci95`` had ``f1_macro`` need it from their predictions; this uses
-    evaluation.ci's resamples with the same seed, so all of a run's intervals come from one
-    bootstrap."""
-    from .ci import f1_of_confusions, resampled_confusions
-
-    if np.asarray(labels).size == 0:
-        return (math.nan, math.nan)
-    f1 = f1_of_confusions(resampled_confusions(labels, pred, k, n_boot, seed))
-    low, high = np.percentile(f1, [2.5, 97.5])
-    return (float(low), float(high))
-
-
-def run_f1_interval(run_dir: str | Path, method: str | None = None) -> tuple[float, float]:
-    """:func:`f1_macro_interval` from a run folder's predictions_test.csv; NaNs when the file
-    is missing or empty (a run from before predictions were kept)."""
-    run_dir = Path(run_dir)
-    try:
-        classes = json.loads((run_dir / "metrics.json").read_text())["class_names"]
-        frame = pd.read_csv(run_dir / "predictions_test.csv")
-    except (OSError, ValueError, KeyError):
-        return (math.nan, math.nan)
-    if frame.empty or not {"label", "pred"} <= set(frame.columns):
-        return (math.nan, math.nan)
-    n_boot, seed = _bootstrap_settings(method)
-    return f1_macro_interval(frame["label"].to_numpy(), frame["pred"].to_numpy(), len(classes),
-                             n_boot, seed)
-
-
-def with_f1_intervals(runs: pd.DataFrame) -> pd.DataFrame:
-    """The runs frame with ``f1_ci_low`` / ``f1_ci_high`` for every complete run that has
-    intervals (``ci_method``) and its test predictions."""
-    runs = runs.copy()
-    lows, highs = [], []
-    for _, row in runs.iterrows():
-        method = row.get("ci_method")
-        if row.get("status") == STATUS_COMPLETE and isinstance(method, str) and method:
-            low, high = run_f1_interval(row["path"], method)
-        else:
-            low, high = math.nan, math.nan
-        lows.append(low)
-        highs.append(high)
-    runs["f1_ci_low"], runs["f1_ci_high"] = lows, highs
-    return runs
 
 
 def _test_columns(run_dir: Path) -> dict[str, Any]:
@@ -116,7 +54,7 @@ def results_table(runs: pd.DataFrame) -> pd.DataFrame:
     ``run`` is the run folder's name (the file names no machine path of the runs); the Table II
     columns (train_acc ... f1, fractions) come first with their intervals, then every test
     scalar and interval of metrics.json."""
-    runs = with_f1_intervals(with_identity(runs))
+    runs = with_identity(runs)
     rows = []
     for _, row in runs.iterrows():
         path = Path(row["path"])
@@ -141,8 +79,6 @@ def table_ii_file(runs: pd.DataFrame, strategy: str = DEFAULT_STRATEGY) -> pd.Da
     ``_ours_ci_high``, ``_paper``, ``_diff`` (ours − paper), all fractions; ``n_runs`` says how
     many complete runs (seeds) the ours columns average."""
     runs = with_identity(runs)
-    if "f1_ci_low" not in runs.columns:
-        runs = with_f1_intervals(runs)
     table = table_ii(runs, all_paper_rows=True, strategy=strategy)
     intervals = table_ii_intervals(runs, table, strategy=strategy)
     done = runs[(runs["strategy"] == strategy) & (runs["status"] == STATUS_COMPLETE)]
@@ -171,7 +107,7 @@ def write_results_files(profile_dir: str | Path, runs: pd.DataFrame | None = Non
     """Write ``results.csv`` and ``table_ii.csv`` into the profile folder; returns their paths."""
     profile_dir = Path(profile_dir)
     runs = collect_runs(profile_dir) if runs is None else runs
-    runs = with_f1_intervals(with_identity(runs))
+    runs = with_identity(runs)
     frames = {RESULTS_CSV: results_table(runs), TABLE_II_CSV: table_ii_file(runs)}
     out = {}
     for name, frame in frames.items():

@@ -13,6 +13,11 @@ from .metrics import f1_of_macro_pr
 from .report import STATUS_COMPLETE
 
 COLUMNS = ("Pre", "Rec", "Acc", "F1")
+#: the paper's columns that get the kit's 95% interval (collect_runs' bootstrap columns); the
+#: paper's F1 (of the macro P and R) has none
+INTERVALS = {"Pre": "precision", "Rec": "recall", "Acc": "test_acc"}
+CI_NOTE = ("kit low / high: each run's 95% test-set interval (percentile bootstrap over the test "
+           "images), bounds averaged over the seeds; the paper reports none.")
 
 #: Table VI (BreakHis 200X malignant): backbone x pretraining x {LP+CDTM, SFT+CDTM}; Tables IV
 #: (LAION-2B rows) and VIII's CDTM rows repeat these cells.
@@ -69,15 +74,20 @@ def kit_cells(runs: pd.DataFrame) -> pd.DataFrame:
     rows = {}
     for (model, strategy), g in done.groupby(["model", "strategy"]):
         p, r = g["precision"].mean(), g["recall"].mean()
-        rows[(model, strategy)] = {"Pre": 100 * p, "Rec": 100 * r, "Acc": 100 * g["test_acc"].mean(),
-                                   "F1": 100 * f1_of_macro_pr(p, r), "seeds": len(g)}
+        row = {"Pre": 100 * p, "Rec": 100 * r, "Acc": 100 * g["test_acc"].mean(),
+               "F1": 100 * f1_of_macro_pr(p, r), "seeds": len(g)}
+        for column, metric in INTERVALS.items():  # each run's 95% bounds, averaged over seeds
+            for bound in ("low", "high"):
+                name = f"{metric}_ci_{bound}"
+                row[f"{column} {bound}"] = 100 * g[name].mean() if name in g else float("nan")
+        rows[(model, strategy)] = row
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
 def side_by_side(paper: dict, runs: pd.DataFrame, columns: tuple[str, ...] = COLUMNS
                  ) -> pd.DataFrame:
-    """Paper cells, the kit's cells and the difference (kit - paper, points) per row; rows the
-    kit has not run show the paper alone."""
+    """Paper cells, the kit's cells with their 95% bounds (:data:`CI_NOTE`) and the difference
+    (kit - paper, points) per row; rows the kit has not run show the paper alone."""
     ours = kit_cells(runs)
     out = []
     for key, cells in paper.items():
@@ -86,6 +96,9 @@ def side_by_side(paper: dict, runs: pd.DataFrame, columns: tuple[str, ...] = COL
             row[f"{c} paper"] = v
             have = key in ours.index
             row[f"{c} kit"] = ours.loc[key, c] if have else float("nan")
+            if c in INTERVALS:
+                for bound in ("low", "high"):
+                    row[f"{c} kit {bound}"] = ours.loc[key, f"{c} {bound}"] if have else float("nan")
             row[f"{c} diff"] = row[f"{c} kit"] - v
         row["seeds"] = int(ours.loc[key, "seeds"]) if key in ours.index else 0
         out.append(row)
