@@ -118,3 +118,19 @@ def test_a_merge_that_pools_a_class_twice_or_an_unknown_class_is_refused():
         dataclasses.replace(base, merge=(("a", ("glioma",)), ("b", ("glioma", "notumor"))))
     with pytest.raises(ValueError, match="at most one label"):
         dataclasses.replace(base, merge=(("a", ("gliomas",)), ("b", ("notumor",))))
+
+
+def test_covid19_radiography_keeps_covid_and_normal_and_skips_the_masks(tmp_path):
+    base = tmp_path / "COVID-19_Radiography_Dataset"
+    k = 0
+    for cls in ("COVID", "Normal", "Lung_Opacity", "Viral Pneumonia"):
+        for i in range(3):
+            _jpg(base / cls / "images" / f"{cls}-{i}.png", k)
+            _jpg(base / cls / "masks" / f"{cls}-{i}.png", k + 1)
+            k += 2
+    spec = get_spec("covid19_radiography")
+    index = build_index(spec, spec.locate(tmp_path))
+    assert index.class_names == ["Normal", "COVID"]
+    f = index.frame
+    assert len(f) == 6 and not f["path"].str.contains("masks").any()
+    assert (f.loc[f["class_name"] == "COVID", "label"] == 1).all()

@@ -70,6 +70,8 @@ class DatasetSpec:
     #: labels that pool several source classes, in label order: ((label, (class, ...)), ...).
     #: A view such as tumour vs no tumour over the four brain MRI folders; () = one label per class
     merge: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    #: folders inside a class folder that hold no training images (COVID-19 Radiography's masks/)
+    skip_folders: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         pooled = [src for _, sources in self.merge for src in sources]
@@ -166,11 +168,11 @@ class DatasetSpec:
                 split_dir = _child(root, split)
                 assert split_dir is not None
                 for class_dir, cls in self._class_dirs(split_dir):
-                    for f in self._subsample(root, _walk_images(class_dir)):
+                    for f in self._subsample(root, _walk_images(class_dir, self.skip_folders)):
                         yield Record(f, cls, split, self._group(f, f"{split}/{cls}/{f.stem}"))
             return
         for class_dir, cls in self._class_dirs(root):
-            for f in self._subsample(root, _walk_images(class_dir)):
+            for f in self._subsample(root, _walk_images(class_dir, self.skip_folders)):
                 yield Record(f, cls, "", self._group(f, f"{cls}/{f.stem}"))
 
     def _group(self, f: Path, default: str) -> str:
@@ -379,11 +381,13 @@ def _child(path: Path, name: str) -> Path | None:
     return None
 
 
-def _walk_images(folder: Path) -> Iterator[Path]:
-    """Images below ``folder`` in a stable order; symlinked dirs are not followed (no loops)."""
+def _walk_images(folder: Path, skip: tuple[str, ...] = ()) -> Iterator[Path]:
+    """Images below ``folder`` in a stable order, leaving out folders named in ``skip`` (any
+    case); symlinked dirs are not followed (no loops)."""
+    skipped = SKIP_DIRS | {d.lower() for d in skip}
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")
-                             and d.lower() not in SKIP_DIRS)
+                             and d.lower() not in skipped)
         for fn in sorted(filenames):
             if is_image_file(fn):
                 yield Path(dirpath) / fn
@@ -473,6 +477,25 @@ DATASETS: dict[str, DatasetSpec] = {
         license="CC BY 4.0 (Mendeley Data)",
         citation="Kermany D.S. et al., Identifying medical diagnoses and treatable diseases by "
                  "image-based deep learning, Cell 172(5), 2018",
+    ),
+    # Seed 003's chest X-ray stand-in (spec Section 3.5: BIMCV-COVID19 needs registration and a
+    # very large download; this public set poses the same COVID vs non-COVID question)
+    "covid19_radiography": DatasetSpec(
+        name="covid19_radiography",
+        title="COVID-19 Radiography Database, COVID vs Normal (Chowdhury et al. 2020, Rahman et al. 2021)",
+        layout="class_folders",
+        classes=("Normal", "COVID"),  # label 1 = COVID; Lung_Opacity and Viral Pneumonia left out
+        skip_folders=("masks",),  # lung masks beside each class's images/ in the newer releases
+        paper_count=None,
+        default_epochs=50,
+        modality="X-ray",
+        kaggle_slug="tawsifurrahman/covid19-radiography-database",
+        source_url="https://www.kaggle.com/datasets/tawsifurrahman/covid19-radiography-database",
+        license="as listed on the Kaggle page (cite both papers)",
+        citation="Chowdhury M.E.H. et al., Can AI help in screening viral and COVID-19 pneumonia?, "
+                 "IEEE Access 8, 2020; Rahman T. et al., Exploring the effect of image enhancement "
+                 "techniques on COVID-19 detection using chest X-ray images, Comput. Biol. Med. "
+                 "132, 2021",
     ),
     # Seed 004's three sets (chest X-ray above; spec Section 4.5)
     "oct2017": DatasetSpec(
