@@ -83,7 +83,8 @@ PROFILES = REPO / "profiles"
 KERNEL = "python3"  # ipykernel's own kernel: present wherever ipykernel is installed
 RUN_FIELDS = {f.name for f in fields(RunConfig)}
 PROFILE_KEYS = ("name", "description", "synthetic", "datasets", "models", "strategies", "settings",
-                "seeds", "defaults", "overrides", "data_dirs", "walkthrough", "leakage", "twin")
+                "seeds", "defaults", "overrides", "data_dirs", "walkthrough", "leakage", "twin",
+                "searches")
 MERGED_FIELDS = ("strategy_args", "schedule_args")  # mappings merged key by key, not replaced
 MATRIX_FIELDS = ("dataset", "model", "strategy", "seed", "out")  # set per run by the matrix
 DEFAULT_STRATEGY = "full"
@@ -106,6 +107,7 @@ class Profile:
     source: str = ""  # the YAML file it was read from (notebook 07 loads it again)
     twin: str = ""  # a profile of the same runs under another split protocol (05 shows both)
     settings: dict[str, dict] = field(default_factory=dict)  # named settings, when it has them
+    searches: list["Search"] = field(default_factory=list)  # seed 003's cut searches
 
     @property
     def datasets(self) -> list[str]:
@@ -126,9 +128,48 @@ class Profile:
 
         arms = (n(len(self.settings), "setting", "settings") if self.settings
                 else n(len(self.strategies), "strategy", "strategies"))
+        searches = (f" + {n(len(self.searches), 'cut search', 'cut searches')}"
+                    if self.searches else "")
         return (f"{len(self.runs)} run(s) = {n(len(self.datasets), 'dataset', 'datasets')} x "
                 f"{n(len(self.models), 'model', 'models')} x {arms} x "
-                f"{n(len(self.seeds), 'seed', 'seeds')}")
+                f"{n(len(self.seeds), 'seed', 'seeds')}{searches}")
+
+
+@dataclass(frozen=True)
+class Search:
+    """One cut search of seed 003 (``medtl search-cut``): a method on the settings of one run of
+    the matrix, written to its own folder of candidate runs."""
+
+    method: str  # ttl | transfusion | lwft
+    base: RunConfig  # the run whose settings every candidate shares (its out is the search's)
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.base.out)
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+
+def _searches(spec: dict, runs: list[RunConfig], path: Path) -> list[Search]:
+    """``searches: [ttl, lwft]``: each method once per run of the profile's first strategy (the
+    FTL baseline), in ``search_<method>__<run name>``."""
+    methods = spec.get("searches") or []
+    if not methods:
+        return []
+    from .search_cut import METHOD_ARG
+
+    if not isinstance(methods, list) or not set(methods) <= set(METHOD_ARG):
+        raise ValueError(f"{path}: searches lists cut-search methods ({', '.join(METHOD_ARG)}), "
+                         f"got {methods!r}")
+    first = runs[0].strategy
+    out = []
+    for cfg in (r for r in runs if r.strategy == first):
+        for method in methods:
+            folder = Path(cfg.out).parent / f"search_{method}__{Path(cfg.out).name}"
+            out.append(Search(method, dataclasses.replace(cfg, out=str(folder))))
+    return out
 
 
 def uses_legacy_names(strategies: list[str], seeds: list[int]) -> bool:
@@ -324,7 +365,8 @@ def load_profile(name_or_path: str | os.PathLike, runs_dir: str | os.PathLike = 
                          f"this one), got {twin!r}")
     return Profile(name, runs, out_root, spec.get("description", ""), synthetic, data_dirs,
                    walkthrough, leakage, list(strategies), list(seeds), legacy,
-                   str(path.resolve()), twin, settings=settings)
+                   str(path.resolve()), twin, settings=settings,
+                   searches=_searches(spec, runs, path))
 
 
 @dataclass
@@ -378,6 +420,18 @@ def plan(profile: Profile, only: str | None = None) -> list[Step]:
                        "profile_name": profile.name, "description": profile.description,
                        "synthetic": bool(profile.synthetic), "page_dir": str(root),
                        "twin_dir": str(root.parent / profile.twin) if profile.twin else ""}))
+    for search in profile.searches:  # seed 003: each cut search, run (or resumed) by notebook 09
+        if only and not fnmatch.fnmatch(search.name, only) and not any(
+                search.name.endswith(n) for n, _ in selected):
+            continue
+        base = {k: v for k, v in search.base.to_dict().items() if k != "out"}
+        steps.append(Step(f"{search.name}/09_truncation", NOTEBOOKS / "09_truncation.ipynb",
+                          search.folder / "09_truncation.ipynb",
+                          {"search_dir": str(search.folder), "method": search.method,
+                           "search_config": base,
+                           "figures_dir": str(search.folder / "figures")},
+                          done=lambda f=search.folder: (f / "search.json").is_file()
+                          and (f / "09_truncation.ipynb").is_file()))
     if profile.settings:  # seed 004: initialisation x freezing settings, with intervals
         steps.append(Step("13_init_settings", NOTEBOOKS / "13_init_settings.ipynb",
                           root / "13_init_settings.ipynb",

@@ -61,7 +61,8 @@ def cut_points(model_name: str, method: str) -> tuple[list[str], dict[str, list[
     return stages, fine
 
 
-def _params(cfg: RunConfig, num_classes: int) -> int:
+def model_params(cfg: RunConfig, num_classes: int) -> int:
+    """Parameters of the model a run config builds, surgery included (on the meta device)."""
     import torch
 
     from .models.factory import create_model
@@ -92,7 +93,7 @@ def search_cut(base: RunConfig, method: str, out: str | Path, fine: bool = True,
         result = train_run(cfg, progress=False, log=lambda *a: None)
         m = result.metrics
         row = {"stage": stage, "point": point, "val_auroc": m["val"].get("auroc_macro"),
-               "val_acc": m["val"]["accuracy"], "params": _params(cfg, len(m["class_names"])),
+               "val_acc": m["val"]["accuracy"], "params": model_params(cfg, len(m["class_names"])),
                "epochs": m["epochs_run"], "skipped": result.skipped, "path": str(result.out)}
         log(f"  {stage} {point}: val AUROC {row['val_auroc']:.4f}, {row['params']:,} parameters"
             + (" (finished before)" if result.skipped else ""))

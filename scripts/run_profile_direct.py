@@ -33,6 +33,7 @@ from medtl_lib.config import RunConfig  # noqa: E402
 from medtl_lib.evaluation.comparison import SEED001_METRICS, claims  # noqa: E402
 from medtl_lib.evaluation.report import (collect_runs, strategy_table,  # noqa: E402
                                          strategy_table_markdown)
+from medtl_lib.search_cut import search_cut  # noqa: E402
 from medtl_lib.train_run import train_run  # noqa: E402
 
 SYNTHETIC_KEYS = {"n_per_class", "size", "seed"}  # write_synthetic's settings
@@ -73,6 +74,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"    {_test_line(result.metrics)}", flush=True)
         except Exception as e:  # one failing run must not stop the others
             failed.append(name)
+            print(f"    FAILED: {type(e).__name__}: {e}", flush=True)
+    searches = [s for s in profile.searches if not args.only or fnmatch.fnmatch(s.name, args.only)]
+    for i, search in enumerate(searches, 1):  # seed 003's cut searches (resumable like runs)
+        print(f"[search {i}/{len(searches)}] {search.name}", flush=True)
+        try:
+            base = dataclasses.replace(search.base, **extra)
+            table = search_cut(base, search.method, search.folder,
+                               log=lambda line: print("   ", line, flush=True))
+            chosen = json.loads((search.folder / "search.json").read_text())
+            print(f"    chosen {chosen['chosen']} of {len(table)} candidates: "
+                  f"{_test_line({'test': chosen['test']})}", flush=True)
+        except Exception as e:
+            failed.append(search.name)
             print(f"    FAILED: {type(e).__name__}: {e}", flush=True)
     print(f"matrix: {time.perf_counter() - t0:.0f} s wall, {len(failed)} failed {failed}")
     table = collect_runs(profile.out_root)

@@ -2,6 +2,8 @@
 bit-for-bit prefixes, rebuild from a run folder, and what LWFT trains at which rate."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import timm
@@ -205,3 +207,43 @@ def test_grad_cam_on_the_last_kept_block(name, cut):
     maps = grad_cam(model, torch.randn(2, 3, 64, 64), target_class=1)
     assert maps.shape == (2, 64, 64) and np.isfinite(maps).all()
     assert maps.min() >= 0 and maps.max() <= 1
+
+
+def test_a_profile_searches_beside_its_ftl_runs_and_the_summary_compares_them(synth_root, tmp_path):
+    """``searches:`` puts one search per FTL run beside it; notebook 09 gets the run's settings;
+    search_summary pairs each chosen cut with its baseline on the same test images."""
+    import dataclasses
+
+    from medtl_lib import profiles
+    from medtl_lib.evaluation.seed003 import search_summary
+    from medtl_lib.search_cut import search_cut
+    from medtl_lib.train_run import train_run
+
+    data = synth_root("brain_tumor_mri", n_per_class=10, size=32)
+    spec = tmp_path / "p.yaml"
+    spec.write_text("name: s3\ndatasets: [brain_tumor_mri]\nmodels: [resnet18]\n"
+                    "strategies: [full]\nsearches: [ttl]\nseeds: [1]\n"
+                    f"data_dirs: {{brain_tumor_mri: {data}}}\n"
+                    "defaults: {weights: none, img_size: 32, epochs: 1, batch_size: 16}\n")
+    p = profiles.load_profile(spec, runs_dir=tmp_path / "runs")
+    assert p.shape().endswith("+ 1 cut search")
+    (search,) = p.searches
+    assert search.name == "search_ttl__brain_tumor_mri__resnet18"
+    assert search.folder.parent == Path(p.runs[0].out).parent
+    step = [s for s in profiles.plan(p) if s.name.endswith("09_truncation")][0]
+    assert step.parameters["search_dir"] == str(search.folder)
+    assert step.parameters["search_config"]["img_size"] == 32 and "out" not in step.parameters["search_config"]
+    with pytest.raises(ValueError, match="cut-search methods"):
+        spec.write_text(spec.read_text().replace("searches: [ttl]", "searches: [tll]"))
+        profiles.load_profile(spec, runs_dir=tmp_path / "runs")
+
+    assert search_summary(p.out_root).empty  # nothing finished yet
+    train_run(p.runs[0], progress=False, log=lambda *a: None)
+    search_cut(search.base, "ttl", search.folder, fine=False, log=lambda *a: None)
+    row = search_summary(p.out_root, n_boot=200).iloc[0]
+    assert (row["method"], row["run"]) == ("ttl", "brain_tumor_mri__resnet18")
+    assert 0 < row["params_share"] <= 1
+    eps = 1e-9  # the bootstrap's rank AUROC and sklearn's may differ in the last bit
+    assert row["auroc_low"] - eps <= row["auroc"] <= row["auroc_high"] + eps
+    assert row["diff"] == pytest.approx(row["auroc"] - row["ftl_auroc"])
+    assert row["diff_low"] - eps <= row["diff"] <= row["diff_high"] + eps

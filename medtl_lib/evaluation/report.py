@@ -304,7 +304,11 @@ def run_row(run_dir: str | Path) -> dict[str, Any]:
 
 
 def _is_run_folder(path: Path) -> bool:
+    """A run folder, not a cut search (``search_<method>__<run>``, a folder of candidate runs
+    that evaluation.seed003 reads)."""
     markers = ("config.yaml", "metrics.json", "history.csv")
+    if path.name.startswith("search_") or (path / "search.csv").exists():
+        return False
     return path.is_dir() and ("__" in path.name or any((path / f).exists() for f in markers))
 
 

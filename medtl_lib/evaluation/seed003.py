@@ -60,3 +60,43 @@ def complexity_table(model: str, variants: dict[str, list[dict]], num_classes: i
     out = pd.DataFrame(rows).set_index("model")
     out.attrs["latency_device"] = describe_device("cpu") if latency else ""
     return out
+
+
+def search_summary(profile_dir: str | Path, n_boot: int = 2000) -> pd.DataFrame:
+    """Each finished cut search of a profile against its FTL baseline (the run whose settings it
+    searched, ``search_<method>__<run>`` beside ``<run>``): the chosen point, its share of the
+    baseline's parameters, both test macro AUROCs with their 95% intervals, and the paired
+    difference (chosen - FTL) on the same test images. One row per search; seeds stay separate
+    rows (their mean and spread: ``groupby('method')``)."""
+    import yaml
+
+    from ..config import RunConfig
+    from ..search_cut import model_params
+    from .ci import run_paired_difference
+
+    rows = []
+    root = Path(profile_dir)
+    for found in sorted(root.glob("search_*__*/search.json")):
+        search = found.parent
+        method, run = search.name[len("search_"):].split("__", 1)
+        baseline = root / run
+        chosen = json.loads(found.read_text())
+        try:
+            ftl = json.loads((baseline / "metrics.json").read_text())
+            cfg = RunConfig.from_dict(yaml.safe_load((baseline / "config.yaml").read_text()))
+        except (OSError, ValueError, yaml.YAMLError):
+            continue  # the baseline has not finished: nothing to compare with yet
+        table = pd.read_csv(search / "search.csv")
+        path = table.loc[table["chosen"], "path"].iloc[0]
+        ci = (chosen["test"].get("ci95") or {}).get("auroc_macro") or {}
+        ftl_ci = (ftl["test"].get("ci95") or {}).get("auroc_macro") or {}
+        diff = run_paired_difference(path, baseline, "auroc_macro", n_boot=n_boot)
+        ftl_params = model_params(cfg, len(ftl["class_names"]))
+        rows.append({"method": method, "run": run, "chosen": chosen["chosen"],
+                     "params": chosen["params"], "params_share": chosen["params"] / ftl_params,
+                     "auroc": chosen["test"].get("auroc_macro"), "auroc_low": ci.get("low"),
+                     "auroc_high": ci.get("high"), "ftl_auroc": ftl["test"].get("auroc_macro"),
+                     "ftl_low": ftl_ci.get("low"), "ftl_high": ftl_ci.get("high"),
+                     "diff": diff["value"], "diff_low": diff["low"], "diff_high": diff["high"],
+                     "candidates": len(table)})
+    return pd.DataFrame(rows)
