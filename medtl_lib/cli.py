@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import fields
 
@@ -119,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train and evaluate one model on one dataset")
     _add_train_args(p)
     p.add_argument("--out", required=True, help="run folder (rerun the same command to resume)")
+    p.add_argument("--nproc", type=int, default=1, metavar="N",
+                   help="processes for this one run (one per GPU; gloo processes on the CPU): "
+                   "launches torchrun --standalone --nproc_per_node N. Several nodes: call "
+                   "torchrun yourself with -m medtl_lib train ...")
 
     sc = sub.add_parser("search-cut", help="seed 003's cut search: block search, then the "
                         "layers around the best block; chosen by validation AUROC")
@@ -215,6 +220,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _torchrun(nproc: int, argv: list[str]) -> int:
+    """``medtl train --nproc N ...`` as ``torchrun --standalone --nproc_per_node N -m medtl_lib
+    train ...`` (the same arguments, without --nproc), waiting for it."""
+    import subprocess
+
+    rest, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            rest.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           f"--nproc_per_node={nproc}", "-m", "medtl_lib", *rest]
+    print("launching:", " ".join(cmd[1:]), flush=True)
+    return subprocess.call(cmd)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["run"]:  # its own options; argparse's REMAINDER would not pass them through
@@ -230,12 +254,19 @@ def main(argv: list[str] | None = None) -> int:
             get_spec(args.dataset)  # before torch is imported: a typo costs no seconds
             resolve_model_name(args.model)
             cfg = config_from_args(args)
+            if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+                return _torchrun(args.nproc, argv)
+            from .distributed import shutdown
             from .train_run import train_run
 
-            result = train_run(cfg, progress=False if args.no_progress else None)
-            print(json.dumps({"out": str(result.out), "test": {
-                k: result.metrics["test"][k] for k in
-                ("accuracy", "precision_macro", "recall_macro", "f1_macro")}}, indent=2))
+            try:
+                result = train_run(cfg, progress=False if args.no_progress else None)
+            finally:
+                shutdown()
+            if result.metrics:  # rank 0 (the only one under torchrun that evaluates)
+                print(json.dumps({"out": str(result.out), "test": {
+                    k: result.metrics["test"][k] for k in
+                    ("accuracy", "precision_macro", "recall_macro", "f1_macro")}}, indent=2))
             return 0
         if args.command == "search-cut":
             from .data.registry import get_spec

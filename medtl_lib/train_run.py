@@ -25,6 +25,7 @@ from .data.registry import DatasetNotFoundError, get_spec
 from .data.splits import (fold_split, grouped_split, load_split, predefined_split, save_split,
                           stratified_split)
 from .device import select_device, tune_cpu_allocator
+from .distributed import init as init_dist
 from .evaluation.ci import ci95
 from .evaluation.metrics import classification_metrics, predictions_frame
 from .faults import point as fault_point
@@ -211,28 +212,21 @@ def train_run(cfg: RunConfig, progress: bool | None = None, log=print) -> RunRes
         raise ValueError("a run needs an output folder: RunConfig(out=...) / --out DIR")
     cfg = cfg.resolved()
     out = Path(cfg.out)
-    check_writable(out, "the run folder", "or give another --out folder")
-    _check_same_run(cfg, out, log)
-    done = _load_complete(out, log)
-    try:
-        root = get_spec(cfg.dataset).find(cfg.data_dir)
-    except DatasetNotFoundError:
-        if done is None:
-            raise
-        log(f"{out}: already complete (its data are not at hand here, so not compared).")
-        return done
-    _check_same_data(cfg, out, root, log)
-    if done is not None:
-        log(f"{out}: already complete, nothing to do (delete the folder to run again).")
-        return done
+    dist = init_dist(cfg.device)  # a world of one outside torchrun
+    if not dist.is_main:  # one voice and one writer: rank 0
+        log, progress = (lambda *a, **k: None), False
+    with dist.main_first():  # rank 0 checks the folder and writes config.yaml; the others read
+        done = _open_run(cfg, out, log) if dist.is_main else _load_complete(out, log)
+    if dist.broadcast_object(done is not None):
+        return done if done is not None else _load_complete(out, log)
     t_start = time.perf_counter()
-    for stale in out.glob(".*.tmp"):  # a write cut short by a kill; never trusted, so removed
-        stale.unlink(missing_ok=True)
-    cfg.save(out / "config.yaml")
     seed_everything(cfg.seed)
 
-    index = prepare_data(cfg, out)
+    with dist.main_first():  # rank 0 splits (and audits); the others read its split.csv
+        index = prepare_data(cfg, out)
     dev = select_device(cfg.device, cfg.amp)
+    if dist.enabled and dev.device.type == "cuda":
+        dev = dataclasses.replace(dev, device=torch.device("cuda", dist.local_rank))
     if dev.device.type == "cpu" and tune_cpu_allocator():
         log("CPU: glibc allocator set to keep freed buffers (faster steps, peak memory kept)")
     strategy = get_strategy(cfg.strategy, cfg.strategy_args)
@@ -250,11 +244,14 @@ def train_run(cfg: RunConfig, progress: bool | None = None, log=print) -> RunRes
         if f.empty:
             raise ValueError(f"the {s} split is empty; the dataset is too small for the fractions "
                              f"val_frac={cfg.val_frac}, test_frac={cfg.test_frac}")
-    loaders = run_loaders(cfg, index.root, index.frame, splits, info.data_config, dev.device,
-                          progress)
+    with dist.main_first():  # rank 0 decodes the cache once; the others open it
+        loaders = run_loaders(cfg, index.root, index.frame, splits, info.data_config, dev.device,
+                              progress, (dist.rank, dist.world_size) if dist.enabled else None)
     log(f"input: {loaders.description}" + (f"; cache file {loaders.cache_path}"
-                                            if loaders.cache_path else ""))
-    save_model_spec(info.spec, out)
+                                            if loaders.cache_path else "")
+        + (f"; {dist.world_size} processes, each training on its shard" if dist.enabled else ""))
+    if dist.is_main:
+        save_model_spec(info.spec, out)
 
     inputs = StageInputsFactory(model, loaders, splits, cfg, dev, progress, log)
     counts = splits["train"]["label"].astype(int).value_counts()
@@ -265,7 +262,8 @@ def train_run(cfg: RunConfig, progress: bool | None = None, log=print) -> RunRes
                          factor=cfg.factor),
         cfg.select_by, cfg.early_stop_patience,
         build_loss(cfg.loss, [int(counts.get(i, 0)) for i in range(len(index.class_names))]),
-        ckpt_dir=out, progress=progress, callbacks=[lambda row: log(format_epoch(row))])
+        ckpt_dir=out, progress=progress, callbacks=[lambda row: log(format_epoch(row))],
+        dist=dist)
     log(f"{strategy.describe(model, cfg.epochs)}; compute: {trainer.describe_compute()}")
     fit = trainer.fit(seed=cfg.seed, inputs=inputs)
     if fit.resumed_from:
@@ -276,6 +274,9 @@ def train_run(cfg: RunConfig, progress: bool | None = None, log=print) -> RunRes
     use_features = inputs.features_computed  # in any stage
 
     metrics: dict = {}
+    if not dist.is_main:  # the evaluation is rank 0's (whole splits): nothing left to do here
+        dist.barrier()
+        return RunResult(out, {}, fit.history)
     for s in ("train", "val", "test"):
         ev = trainer.evaluate(eval_loaders[s], desc=f"evaluate {s}", model=final_model)
         metrics[s] = classification_metrics(ev.labels, ev.probs, index.class_names)
@@ -299,7 +300,7 @@ def train_run(cfg: RunConfig, progress: bool | None = None, log=print) -> RunRes
         group_by=cfg.group_by,
         small_classes=small_classes(index.frame, index.class_names),
         pipeline=cfg.pipeline, input=loaders.description, features_cached=use_features,
-        compute=trainer.describe_compute(),
+        compute=trainer.describe_compute(), world_size=dist.world_size,
         seconds=round(time.perf_counter() - t_start, 1),
         status="complete",
     )
@@ -313,9 +314,33 @@ def train_run(cfg: RunConfig, progress: bool | None = None, log=print) -> RunRes
     fault_point("run.complete")
     atomic_write_json(out / "metrics.json", metrics)  # written last: it marks the run complete
     forget(out, "last.pt", PREVIOUS["last.pt"])  # optimizer state is only needed to resume
+    dist.barrier()  # the others wait for the finished folder before they exit
     result = RunResult(out, metrics, hist)
     log(result.summary())
     return result
+
+
+def _open_run(cfg: RunConfig, out: Path, log) -> RunResult | None:
+    """Check the folder against this config and its data; the finished result when there is
+    one, else None after config.yaml is written (rank 0's part of starting a run)."""
+    check_writable(out, "the run folder", "or give another --out folder")
+    _check_same_run(cfg, out, log)
+    done = _load_complete(out, log)
+    try:
+        root = get_spec(cfg.dataset).find(cfg.data_dir)
+    except DatasetNotFoundError:
+        if done is None:
+            raise
+        log(f"{out}: already complete (its data are not at hand here, so not compared).")
+        return done
+    _check_same_data(cfg, out, root, log)
+    if done is not None:
+        log(f"{out}: already complete, nothing to do (delete the folder to run again).")
+        return done
+    for stale in out.glob(".*.tmp"):  # a write cut short by a kill; never trusted, so removed
+        stale.unlink(missing_ok=True)
+    cfg.save(out / "config.yaml")
+    return None
 
 
 def format_epoch(row: dict) -> str:

@@ -389,19 +389,26 @@ class CachedDataset(Dataset):
 
 def cached_loader(cache: DecodedCache, labels: Iterable[int], batch_size: int, train: bool,
                   seed: int = 0, pin_memory: bool = False, num_workers: int = 0,
-                  rows: Sequence[int] | np.ndarray | None = None) -> DataLoader:
+                  rows: Sequence[int] | np.ndarray | None = None,
+                  shard: tuple[int, int] | None = None) -> DataLoader:
     """DataLoader of uint8 batches ``(B, 3, S, S)`` and int64 labels from the cache.
 
     A batch sampler hands whole index lists to the dataset (one memmap gather per batch instead
     of B item fetches and a collate). Shuffling uses ``loader.generator`` (also the sampler's), so
-    the trainer's per-epoch reseed of that generator applies here as to ``make_loader``. A last
+    the trainer's per-epoch reseed of that generator applies here as to ``make_loader``;
+    ``shard`` = (rank, world size) keeps this rank's part of the order. A last
     training batch of one image is dropped (BatchNorm), nothing else. No workers by default: a
     gather from page cache is ~1 ms per batch, cheaper than shipping it between processes.
     """
     ds = CachedDataset(cache, labels, rows)
     gen = torch.Generator().manual_seed(seed) if train else None
-    base = RandomSampler(ds, generator=gen) if train else SequentialSampler(ds)
-    drop_last = drop_single_last(len(ds), batch_size, train)
+    if train and shard is not None:  # this rank's part of the order (medtl_lib.distributed)
+        from ..distributed import ShardSampler
+
+        base = ShardSampler(len(ds), gen, *shard)
+    else:
+        base = RandomSampler(ds, generator=gen) if train else SequentialSampler(ds)
+    drop_last = drop_single_last(len(base), batch_size, train)
     batches = BatchSampler(base, batch_size, drop_last)
     return DataLoader(ds, batch_size=None, sampler=batches, num_workers=num_workers,
                       pin_memory=pin_memory, generator=gen,

@@ -69,15 +69,25 @@ def default_workers(device_type: str = "cpu") -> int:
 
 
 def make_loader(dataset: Dataset, batch_size: int, train: bool, num_workers: int | None = None,
-                pin_memory: bool = False, seed: int = 0) -> DataLoader:
+                pin_memory: bool = False, seed: int = 0,
+                shard: tuple[int, int] | None = None) -> DataLoader:
     """Train loaders shuffle with their own generator (reseeded each epoch by the trainer).
-    ``pin_memory`` is set for CUDA, so it also picks the default worker count."""
+    ``pin_memory`` is set for CUDA, so it also picks the default worker count. ``shard`` =
+    (rank, world size): a training loader yields only this rank's part of the order."""
     workers = default_workers("cuda" if pin_memory else "cpu") if num_workers is None else num_workers
     gen = torch.Generator().manual_seed(seed) if train else None
-    drop_last = drop_single_last(len(dataset), batch_size, train)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=train, drop_last=drop_last,
-                      num_workers=workers, pin_memory=pin_memory, generator=gen,
-                      persistent_workers=False, prefetch_factor=4 if workers else None)
+    sampler = None
+    n = len(dataset)
+    if train and shard is not None:
+        from ..distributed import ShardSampler
+
+        sampler = ShardSampler(n, gen, *shard)
+        n = len(sampler)
+    drop_last = drop_single_last(n, batch_size, train)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=train and sampler is None,
+                      sampler=sampler, drop_last=drop_last, num_workers=workers,
+                      pin_memory=pin_memory, generator=gen, persistent_workers=False,
+                      prefetch_factor=4 if workers else None)
 
 
 class DeviceLoader:
@@ -119,7 +129,8 @@ class RunLoaders:
 
 
 def run_loaders(cfg: "RunConfig", root: Path, frame: pd.DataFrame, splits: dict[str, pd.DataFrame],
-                data_config: dict, device: torch.device, progress: bool = True) -> RunLoaders:
+                data_config: dict, device: torch.device, progress: bool = True,
+                shard: tuple[int, int] | None = None) -> RunLoaders:
     """The one place that turns a run's config and split into batches, for either pipeline.
 
     ``frame`` is the whole usable index (the cache holds all of it, so every split, seed and model
@@ -129,6 +140,9 @@ def run_loaders(cfg: "RunConfig", root: Path, frame: pd.DataFrame, splits: dict[
     * ``cached``: decode once into ``$MEDTL_CACHE_DIR/decoded`` (:mod:`.cache`), then uint8
       batches with pinned memory on CUDA, augmented and normalised on the device
       (:mod:`.gpu_aug`). Workers default to 0: a batch is one gather from the page cache.
+
+    ``shard`` = (rank, world size) under torchrun: the training loader yields this rank's part
+    (:class:`~medtl_lib.distributed.ShardSampler`); evaluation loaders stay whole.
     """
     pin = device.type == "cuda"
     size = data_config["input_size"][-1]
@@ -137,7 +151,7 @@ def run_loaders(cfg: "RunConfig", root: Path, frame: pd.DataFrame, splits: dict[
         if not cfg.augment:
             train_tf = eval_tf
         train = make_loader(ImageDataset(root, splits["train"], train_tf), cfg.batch_size, True,
-                            cfg.num_workers, pin, cfg.seed)
+                            cfg.num_workers, pin, cfg.seed, shard)
         evals = {s: make_loader(ImageDataset(root, f, eval_tf), cfg.batch_size, False,
                                 cfg.num_workers, pin) for s, f in splits.items()}
         workers = train.num_workers
@@ -167,7 +181,7 @@ def run_loaders(cfg: "RunConfig", root: Path, frame: pd.DataFrame, splits: dict[
     def loader(f: pd.DataFrame, train: bool) -> DeviceLoader:
         rows = frame.index.get_indexer(f.index)
         raw = cached_loader(cache, f["label"].astype(int).tolist(), cfg.batch_size, train,
-                            cfg.seed, pin, workers, rows=rows)
+                            cfg.seed, pin, workers, rows=rows, shard=shard if train else None)
         return DeviceLoader(raw, device, train_aug if train else eval_aug)
 
     evals = {s: loader(f, False) for s, f in splits.items()}

@@ -75,6 +75,9 @@ class StageContext:
     train_loader: Any
     device: Any  # medtl_lib.device.DeviceInfo
     criterion: nn.Module
+    #: torchrun's world (medtl_lib.distributed.Dist); a hook that measures something on the
+    #: training batches sums it over the ranks, whose shards differ, so all decide the same
+    dist: Any = None
 
 
 class Strategy:

@@ -151,6 +151,9 @@ class AutoRGN(Strategy):
                 for k, b in model.named_buffers():
                     b.copy_(buffers[k])
         model.train(was_training)
+        if ctx.dist is not None and ctx.dist.enabled:  # every rank probed its own shard
+            *summed, batches = ctx.dist.all_sum(sums.tolist() + [batches])
+            sums = torch.tensor(summed, dtype=torch.float64, device=dev)
         if batches == 0:
             raise ValueError("auto_rgn: the training loader yielded no probe batch")
         top = sums.max()

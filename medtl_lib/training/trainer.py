@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..device import DeviceInfo
+from ..distributed import RANK_SEED_STRIDE, Dist
 from ..faults import point as fault_point
 from ..utils import atomic_write, iterate_with_bar, seed_everything
 from .checkpoints import PREVIOUS, CorruptCheckpointError, load_checkpoint, save_checkpoint
@@ -105,6 +106,7 @@ class Trainer:
     progress: bool = True
     callbacks: list[Callable[[dict], None]] = field(default_factory=list)
     channels_last: bool | None = None  # None: on CUDA for convolutional models (see below)
+    dist: Dist = field(default_factory=Dist)  # torchrun's world (medtl_lib.distributed)
 
     def __post_init__(self) -> None:
         self.model.to(self.device.device)
@@ -122,6 +124,7 @@ class Trainer:
         self.optimizer: torch.optim.Optimizer | None = None
         self._stage_index = 0
         self._lr_mult = 1.0  # the schedule's current multiplier of the stage's base LRs
+        self._ddp: tuple[tuple, nn.Module] | None = None  # (what it wraps, the DDP wrapper)
 
     # ------------------------------------------------------------------ loop
     def fit(self, train_loader: Iterable | None = None, val_loader: Iterable | None = None,
@@ -183,7 +186,8 @@ class Trainer:
                      ) -> tuple[Schedule, Selector, list[float]]:
         """A new optimizer, schedule and selector for the stage; the LRs of its first epoch."""
         lr = self.lr * stage.lr_factor
-        self.strategy.context = StageContext(stage, lr, train_loader, self.device, self.criterion)
+        self.strategy.context = StageContext(stage, lr, train_loader, self.device, self.criterion,
+                                             self.dist)
         self._lr_mult = 1.0
         groups = self.strategy.param_groups(self.model, lr, stage)
         self.optimizer = build_optimizer(stage.optimizer or self.optimizer_name, groups, lr,
@@ -265,6 +269,7 @@ class Trainer:
         # utils.iterate_with_bar) and shift the shuffle order
         bar = tqdm(total=total, desc=f"epoch {epoch + 1} train", leave=False,
                    disable=not self.progress, dynamic_ncols=True)
+        net = self._parallel(model)  # the DDP wrapper under torchrun, else the model itself
         for i, (x, y) in enumerate(loader):
             if max_batches is not None and i >= max_batches:
                 break
@@ -273,7 +278,7 @@ class Trainer:
             x, y = self._to_device(x, y)
             with torch.autocast(dev.type, dtype=self.device.amp_dtype or torch.float32,
                                 enabled=self.device.amp_dtype is not None):
-                logits = model(x)
+                logits = net(x)
                 loss = self.criterion(logits, y)
                 extra = self.strategy.penalty(self.model)
                 if extra is not None:
@@ -299,9 +304,32 @@ class Trainer:
             if self.progress and (i % 10 == 0):
                 bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", refresh=False)
         bar.close()
+        # every rank takes the same decisions: the epoch's numbers over all shards, and one set
+        # of BatchNorm statistics (rank 0's) for the evaluation that follows
+        loss_total, correct_total, seen = self.dist.all_sum([loss_sum.item(), correct.item(), seen])
+        self.dist.sync_buffers(self.model)
         if seen == 0:
             raise ValueError("the training loader yielded no batches")
-        return loss_sum.item() / seen, correct.item() / seen
+        return loss_total / seen, correct_total / seen
+
+    def _parallel(self, model: nn.Module) -> nn.Module:
+        """``model`` in DistributedDataParallel when the world is larger than one; rebuilt when
+        the set of trainable parameters changes (a strategy unfreezes layers), since DDP fixes
+        the parameters it reduces when it is built."""
+        if not self.dist.enabled or not any(p.requires_grad for p in model.parameters()):
+            return model
+        key = (id(model), tuple(p.requires_grad for p in model.parameters()))
+        if self._ddp is None or self._ddp[0] != key:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self._ddp = None  # the old wrapper's gradient hooks go with it
+            dev = self.device.device
+            # every trainable parameter gets a gradient in every step with the kit's strategies
+            # (tests/test_distributed.py runs each under two processes), so DDP need not search
+            # the graph for unused ones
+            self._ddp = (key, DistributedDataParallel(
+                model, device_ids=[dev.index] if dev.type == "cuda" else None))
+        return self._ddp[1]
 
     @torch.no_grad()
     def evaluate(self, loader: Iterable, desc: str = "eval",
@@ -373,10 +401,11 @@ class Trainer:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, y
 
-    @staticmethod
-    def _seed_epoch(loader: DataLoader, seed: int, epoch: int) -> None:
+    def _seed_epoch(self, loader: DataLoader, seed: int, epoch: int) -> None:
+        """The epoch's random numbers from (seed, epoch): the shuffle the same on every rank (each
+        takes its shard of one order), augmentation draws offset by the rank."""
         epoch_seed = seed * 10_007 + epoch
-        seed_everything(epoch_seed)
+        seed_everything(epoch_seed + RANK_SEED_STRIDE * self.dist.rank)
         gen = getattr(loader, "generator", None)
         if isinstance(gen, torch.Generator):
             gen.manual_seed(epoch_seed)
@@ -389,6 +418,8 @@ class Trainer:
         state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
         if self.ckpt_dir is None:
             self._best_in_memory[stage.name] = state
+            return
+        if not self.dist.is_main:  # one writer; the others read it after _save_last's barrier
             return
         save_checkpoint(self._best_path(stage), {"model": state, "epoch": epoch,
                                                  "stage": stage.name})
@@ -419,6 +450,14 @@ class Trainer:
                    selector: Selector) -> None:
         if self.ckpt_dir is None:
             return
+        with self.dist.main_first():
+            if self.dist.is_main:
+                self._write_last(stage_index, stage_epoch, stage_done, history, stages, schedule,
+                                 selector)
+
+    def _write_last(self, stage_index: int, stage_epoch: int, stage_done: bool,
+                    history: list[dict], stages: list[dict], schedule: Schedule,
+                    selector: Selector) -> None:
         save_checkpoint(self.ckpt_dir / "last.pt", {
             "stage_index": stage_index,
             "stage": self.stages[stage_index].name,
