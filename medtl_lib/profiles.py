@@ -522,8 +522,14 @@ def ensure_standin(dataset: str, target: str | os.PathLike, settings: dict | Non
 
 def run_profile(profile: Profile | str, only: str | None = None, dry_run: bool = False,
                 kernel: str = KERNEL, log: Callable[[str], None] = print,
-                export_html: bool = True) -> list[Step]:
-    """Execute the plan; returns every step with its status. Never stops at the first failure."""
+                export_html: bool = True, launcher: str = "inline", jobs: int = 1,
+                slurm: dict | None = None) -> list[Step]:
+    """Execute the plan; returns every step with its status. Never stops at the first failure.
+
+    ``launcher`` (medtl_lib.launchers): 'inline' runs everything here in order; 'local' runs
+    ``jobs`` runs side by side (one GPU each where there are GPUs); 'slurm' submits one job per
+    run through submitit (``slurm``: partition, gpus_per_run, cpus_per_run, timeout_min);
+    'submitit-local' is submitit's local executor. The course and report steps run here."""
     if isinstance(profile, str):
         profile = load_profile(profile)
     steps = plan(profile, only)
@@ -536,33 +542,32 @@ def run_profile(profile: Profile | str, only: str | None = None, dry_run: bool =
         return steps
     prepare_synthetic(profile, log)
     os.environ.setdefault("MEDTL_PROGRESS", "log")  # one line per epoch, no tqdm spam in logs
-    failed_runs: set[str] = set()
-    for i, s in enumerate(steps, 1):
-        run = s.name.split("/")[0] if "/" in s.name else ""
-        if run in failed_runs:
-            s.status, s.error = "skipped", "its training failed"
-            log(f"[{i}/{len(steps)}] {s.name}: skipped (training failed)")
-            continue
-        if s.done():
-            s.status = "skipped"
-            log(f"[{i}/{len(steps)}] {s.name}: already done")
-            if export_html:  # a run finished before HTML copies existed gets one now
-                _export_step_html(s, log)
-            continue
-        log(f"[{i}/{len(steps)}] {s.name} ...")
-        t0 = time.perf_counter()
-        try:
-            execute(s.notebook, s.output, s.parameters, kernel)
-            s.status = "ok"
-        except Exception as exc:  # report, keep going
-            s.status, s.error = "failed", _short_error(exc)
-            if run:
-                failed_runs.add(run)
-        s.seconds = time.perf_counter() - t0
-        log(f"[{i}/{len(steps)}] {s.name}: {s.status} in {s.seconds:.0f}s"
-            + (f"\n    {s.error}\n    see {s.output}" if s.error else ""))
-        if export_html and s.name != "05_results":  # before 05, which links the copies
-            _export_step_html(s, log)
+    if launcher == "inline":
+        _run_steps(steps, len(steps), kernel, log, export_html)
+    else:
+        from .launchers import Task, launch, split_plan
+
+        before, groups, after = split_plan(steps)
+        _run_steps(before, len(steps), kernel, log, export_html)
+        pending = []
+        for group in groups:
+            todo = [s for s in group if not s.done()]
+            for s in group:
+                if s not in todo:
+                    s.status = "skipped"
+            if todo:
+                pending.append(todo)
+        tasks = [[Task(s.name, str(s.notebook), str(s.output), s.parameters) for s in g]
+                 for g in pending]
+        outcomes = launch(tasks, launcher, kernel, jobs, profile.out_root / "jobs", slurm, log)
+        for group, results in zip(pending, outcomes):
+            for s, o in zip(group, results):
+                s.status, s.error, s.seconds = o.status, o.error, o.seconds
+                log(f"{s.name}: {s.status}" + (f" in {s.seconds:.0f}s" if s.seconds else "")
+                    + (f"\n    {s.error}\n    see {s.output}" if s.status == "failed" else ""))
+                if export_html and s.status != "skipped":
+                    _export_step_html(s, log)
+        _run_steps(after, len(steps), kernel, log, export_html, start=len(steps) - len(after))
     if export_html:
         results = profile.out_root / "05_results.ipynb"
         if results.is_file():
@@ -572,6 +577,38 @@ def run_profile(profile: Profile | str, only: str | None = None, dry_run: bool =
     log(f"done: {sum(s.status == 'ok' for s in steps)} ran, "
         f"{sum(s.status == 'skipped' for s in steps)} skipped, {len(failed)} failed")
     return steps
+
+
+def _run_steps(steps: list[Step], total: int, kernel: str, log: Callable[[str], None],
+               export_html: bool, start: int = 0) -> None:
+    """Execute steps here, in order; a run whose training failed skips its other steps."""
+    failed_runs: set[str] = set()
+    for i, s in enumerate(steps, start + 1):
+        run = s.name.split("/")[0] if "/" in s.name else ""
+        if run in failed_runs:
+            s.status, s.error = "skipped", "its training failed"
+            log(f"[{i}/{total}] {s.name}: skipped (training failed)")
+            continue
+        if s.done():
+            s.status = "skipped"
+            log(f"[{i}/{total}] {s.name}: already done")
+            if export_html:  # a run finished before HTML copies existed gets one now
+                _export_step_html(s, log)
+            continue
+        log(f"[{i}/{total}] {s.name} ...")
+        t0 = time.perf_counter()
+        try:
+            execute(s.notebook, s.output, s.parameters, kernel)
+            s.status = "ok"
+        except Exception as exc:  # report, keep going
+            s.status, s.error = "failed", _short_error(exc)
+            if run:
+                failed_runs.add(run)
+        s.seconds = time.perf_counter() - t0
+        log(f"[{i}/{total}] {s.name}: {s.status} in {s.seconds:.0f}s"
+            + (f"\n    {s.error}\n    see {s.output}" if s.error else ""))
+        if export_html and s.name != "05_results":  # before 05, which links the copies
+            _export_step_html(s, log)
 
 
 def execute(notebook: Path, output: Path, parameters: dict[str, Any], kernel: str = KERNEL) -> None:
@@ -671,6 +708,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
     p.add_argument("--runs-dir", default=str(REPO / "runs"))
     p.add_argument("--kernel", default=KERNEL)
+    p.add_argument("--launcher", default="inline", choices=("inline", "local", "slurm",
+                                                           "submitit-local"),
+                   help="inline: one run after another here; local: --jobs runs side by side "
+                   "(one GPU each); slurm: one SLURM job per run through submitit; "
+                   "submitit-local: submitit's local executor")
+    p.add_argument("--jobs", type=int, default=2, help="runs at once with --launcher local")
+    p.add_argument("--slurm-partition", help="SLURM partition (--launcher slurm)")
+    p.add_argument("--gpus-per-run", type=int, default=1, help="GPUs per SLURM job")
+    p.add_argument("--cpus-per-run", type=int, default=8, help="CPU cores per SLURM job")
+    p.add_argument("--timeout-min", type=int, default=24 * 60,
+                   help="a job's time limit; a run cut off there is requeued and resumes")
     args = p.parse_args(argv)
     try:  # a user's mistake (name, key, YAML, --only) is one line and exit code 2
         profile = load_profile(args.profile, runs_dir=args.runs_dir)
@@ -678,5 +726,8 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"medtl run: error: {exc}", file=sys.stderr)
         return 2
-    steps = run_profile(profile, args.only, args.dry_run, args.kernel)
+    slurm = {"partition": args.slurm_partition, "gpus_per_run": args.gpus_per_run,
+             "cpus_per_run": args.cpus_per_run, "timeout_min": args.timeout_min}
+    steps = run_profile(profile, args.only, args.dry_run, args.kernel, launcher=args.launcher,
+                        jobs=args.jobs, slurm=slurm)
     return 1 if any(s.status == "failed" for s in steps) else 0
