@@ -5,6 +5,8 @@
 #   bash run_all.sh FILE.yaml        your own matrix (see profiles/*.yaml)
 #   ... --only 'brain*'              only runs whose <dataset>__<model> matches
 #   ... --dry-run                    print the plan and what would be skipped
+#   ... --launcher local --jobs 4    4 runs side by side (one GPU each); --launcher slurm
+#                                    --slurm-partition P: a SLURM job per run (submitit)
 # Finished runs are skipped, interrupted ones resume, failures are reported and the rest goes
 # on; the exit code is non-zero when anything failed. Results: runs/<profile>/results.html
 set -euo pipefail

@@ -100,7 +100,7 @@ def launch(groups: list[list[Task]], launcher: str, kernel: str, jobs: int = 1,
     if launcher == "inline":
         return [run_group(g, kernel) for g in groups]
     if launcher == "local":
-        gpus = _visible_gpus()
+        gpus = visible_gpus()
         log(f"launcher local: {len(groups)} run(s), {jobs} at a time"
             + (f", one GPU each of {gpus}" if gpus else ""))
         with ProcessPoolExecutor(max_workers=jobs) as pool:
@@ -143,7 +143,7 @@ def _slurm_parameters(slurm: dict) -> dict:
     return {k: v for k, v in params.items() if v is not None}
 
 
-def _visible_gpus() -> list[str]:
+def visible_gpus() -> list[str]:
     """The GPUs this machine offers, as CUDA_VISIBLE_DEVICES values ([] on a CPU machine)."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
