@@ -147,6 +147,12 @@ def test_settings_table_gain_and_ranking_from_run_folders(tmp_path):
     cell = table.loc["resnet50_tv", "pretrained + all"]
     value, low, high = (float(x) for x in cell.replace("[", "").replace("]", "").replace(",", "").split())
     assert low <= value <= high
+    # a binary set: DeLong's interval of the same AUC beside the bootstrap's, close to it
+    row = runs[(runs["model"] == "resnet50_tv") & (runs["setting"] == "pretrained + all")].iloc[0]
+    assert row["auroc_delong"] == pytest.approx(row["auroc_macro"])
+    assert abs(row["auroc_delong_low"] - row["auroc_macro_low"]) < 0.02
+    assert settings_table(runs, "chest_xray_pneumonia", "auroc_delong").loc[
+        "resnet50_tv", "pretrained + all"].startswith(f"{row['auroc_delong']:.3f} [")
     gain = pretraining_gain(runs, n_boot=300).set_index("model")
     assert (gain["gain"] > 0).all() and (gain["low"] <= gain["gain"]).all()
     assert (gain["gain"] <= gain["high"]).all()

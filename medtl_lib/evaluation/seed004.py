@@ -26,7 +26,8 @@ SETTING_ORDER: tuple[str, ...] = tuple(SETTINGS.values())
 CI_METHOD = "95% intervals: percentile bootstrap over the test images (recorded with each run)"
 METRIC_LABELS = {"auroc_macro": "AUC", "precision_macro": "precision",
                  "sensitivity_macro": "sensitivity", "specificity_macro": "specificity",
-                 "accuracy": "accuracy", "f1_macro": "macro F1"}
+                 "accuracy": "accuracy", "f1_macro": "macro F1",
+                 "auroc_delong": "AUC (DeLong's interval; binary sets only)"}
 
 
 def setting_of(weights: Any, strategy: str) -> str | None:
