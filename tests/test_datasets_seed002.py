@@ -66,3 +66,31 @@ def test_split_folds_in_a_run_and_its_patient_grouped_twin(tmp_path):
     assert (by_patient == 1).all()  # no patient in two splits
     leaks = paper.frame.groupby("group")["split"].nunique()
     assert (leaks > 1).any()  # the paper's image-level folds put patients in several splits
+
+
+def test_hcrf_keeps_140_per_class_skips_masks_and_uses_the_papers_four_folds(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from medtl_lib.config import RunConfig
+    from medtl_lib.data.index import build_index
+    from medtl_lib.data.registry import get_spec
+    from medtl_lib.train_run import prepare_data
+
+    rng = np.random.default_rng(0)
+    for cls, n in (("Normal", 150), ("Abnormal", 180)):
+        for i in range(n):
+            for folder in ("", "GT"):
+                path = tmp_path / "HCRF" / cls / folder / f"{cls[0]}{i:03d}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(path)
+    spec = get_spec("hcrf")
+    index = build_index(spec, spec.locate(tmp_path))
+    counts = index.frame["class_name"].value_counts().to_dict()
+    assert counts == {"Normal": 140, "Abnormal": 140}  # a fixed 140 of each, masks left out
+    assert not index.frame["path"].str.contains("/GT/").any()
+    split = prepare_data(RunConfig(dataset="hcrf", data_dir=str(tmp_path), split="folds",
+                                   group_by="none")).frame
+    by = split.groupby(["split", "class_name"]).size().to_dict()
+    assert by == {("train", "Abnormal"): 35, ("train", "Normal"): 35, ("val", "Abnormal"): 35,
+                  ("val", "Normal"): 35, ("test", "Abnormal"): 70, ("test", "Normal"): 70}

@@ -478,6 +478,26 @@ DATASETS: dict[str, DatasetSpec] = {
         citation="Kermany D.S. et al., Identifying medical diagnoses and treatable diseases by "
                  "image-based deep learning, Cell 172(5), 2018",
     ),
+    # Seed 002's second set (spec Section 2.4). The layout of the Mendeley download was not seen
+    # here: one folder per class, ground-truth masks (if any) in folders that are skipped.
+    "hcrf": DatasetSpec(
+        name="hcrf",
+        title="HCRF gastric histopathology, normal vs abnormal, 140 + 140 (seed 002's Table III)",
+        layout="class_folders",
+        classes=("Normal", "Abnormal"),
+        aliases={"normal images": "Normal", "abnormal images": "Abnormal"},
+        skip_folders=("gt", "ground truth", "groundtruth", "masks", "mask"),
+        subsample_per_class=140,  # the paper's 140 of 560 abnormal images (its choice unknown)
+        folds=(4, 1, 0, (2, 3)),  # StratifiedKFold(4, shuffle, random_state=1): val 0, test 2-3
+        paper_count=280,
+        default_epochs=50,
+        modality="Histopathology (H&E)",
+        source_url="Mendeley Data, as seed 002's paper says (search for the HCRF gastric "
+                   "histopathology set of Sun et al. 2020)",
+        license="as listed at the source",
+        citation="Sun C. et al., Gastric histopathology image segmentation using a hierarchical "
+                 "conditional random field, Biocybern. Biomed. Eng. 40(4), 2020",
+    ),
     # Seed 003's chest X-ray stand-in (spec Section 3.5: BIMCV-COVID19 needs registration and a
     # very large download; this public set poses the same COVID vs non-COVID question)
     "covid19_radiography": DatasetSpec(
