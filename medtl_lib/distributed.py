@@ -12,7 +12,8 @@ The kit's rules, so that a distributed run is the same run as a single-process o
   they would read what rank 0 writes (split, decoded cache, checkpoints).
 
 Outside ``torchrun`` (no ``WORLD_SIZE`` in the environment) :func:`init` gives a world of one and
-nothing here calls ``torch.distributed``.
+nothing here calls ``torch.distributed``. ``MEDTL_DIST_TIMEOUT_MIN`` (default 120) is how long a
+rank waits for the others at a collective, e.g. while rank 0 decodes a large cache.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import math
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Iterator
 
 import torch
@@ -97,7 +99,11 @@ def init(device_preference: str = "auto") -> Dist:
         use_nccl = device_preference != "cpu" and torch.cuda.is_available()
         if use_nccl:
             torch.cuda.set_device(local)
-        torch.distributed.init_process_group("nccl" if use_nccl else "gloo")
+        # rank 0 alone decodes the cache and audits the data while the others wait at a
+        # barrier: minutes on a large set, beyond the default collective timeout
+        minutes = float(os.environ.get("MEDTL_DIST_TIMEOUT_MIN", "120"))
+        torch.distributed.init_process_group("nccl" if use_nccl else "gloo",
+                                             timeout=timedelta(minutes=minutes))
     return Dist(rank, world, local)
 
 
