@@ -6,6 +6,7 @@
 # weights), 128 px, 3 epochs, Adam 1e-4, the Testing folder as test set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/venv.sh offline
 data=${1:?usage: bash scripts/bench_ddp.sh DATA_DIR [OUT_DIR] [medtl train args]}
 out=${2:-runs/bench_ddp}
 shift $(( $# > 1 ? 2 : 1 ))
