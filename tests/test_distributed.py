@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
+from medtl_lib.data.loaders import per_rank_batch
 from medtl_lib.distributed import ShardSampler
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,6 +34,12 @@ def test_shards_split_one_order_and_cover_it(n, world):
     assert interleaved[:n] == _order(n, 5)  # the order itself does not depend on the world size
     one = list(ShardSampler(n, torch.Generator().manual_seed(5), 0, 1))
     assert one == _order(n, 5)  # a world of one: exactly RandomSampler's order
+
+
+def test_the_runs_batch_is_the_global_batch():
+    assert per_rank_batch(64, 1) == 64 and per_rank_batch(64, 2) == 32 and per_rank_batch(96, 4) == 24
+    with pytest.raises(ValueError, match="multiple of 3"):
+        per_rank_batch(64, 3)
 
 
 def _env(cache: Path, fault: str | None = None) -> dict:

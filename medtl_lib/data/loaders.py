@@ -120,6 +120,16 @@ class DeviceLoader:
             yield self.transform(x), y.to(self.device, non_blocking=True)
 
 
+def per_rank_batch(batch_size: int, world_size: int) -> int:
+    """Each rank's share of the run's batch: ``batch_size`` stays the global batch, so a run on
+    N processes takes the steps of a one-process run (same LR, same schedule)."""
+    if batch_size % world_size:
+        raise ValueError(f"batch_size {batch_size} does not split over {world_size} processes; "
+                         f"use a multiple of {world_size} (e.g. {batch_size - batch_size % world_size}"
+                         f" or {batch_size - batch_size % world_size + world_size})")
+    return batch_size // world_size
+
+
 @dataclass
 class RunLoaders:
     train: Iterable  # what the model trains on (eval transform when augment is off)
@@ -142,15 +152,18 @@ def run_loaders(cfg: "RunConfig", root: Path, frame: pd.DataFrame, splits: dict[
       (:mod:`.gpu_aug`). Workers default to 0: a batch is one gather from the page cache.
 
     ``shard`` = (rank, world size) under torchrun: the training loader yields this rank's part
-    (:class:`~medtl_lib.distributed.ShardSampler`); evaluation loaders stay whole.
+    (:class:`~medtl_lib.distributed.ShardSampler`) in batches of ``batch_size / world size``, so
+    the run takes the same steps on the same global batch as one process; evaluation loaders
+    stay whole.
     """
     pin = device.type == "cuda"
     size = data_config["input_size"][-1]
+    train_batch = per_rank_batch(cfg.batch_size, shard[1] if shard else 1)
     if cfg.pipeline == "per_image":
         train_tf, eval_tf = build_transforms(data_config, cfg.crop_scale_min, cfg.hflip)
         if not cfg.augment:
             train_tf = eval_tf
-        train = make_loader(ImageDataset(root, splits["train"], train_tf), cfg.batch_size, True,
+        train = make_loader(ImageDataset(root, splits["train"], train_tf), train_batch, True,
                             cfg.num_workers, pin, cfg.seed, shard)
         evals = {s: make_loader(ImageDataset(root, f, eval_tf), cfg.batch_size, False,
                                 cfg.num_workers, pin) for s, f in splits.items()}
@@ -180,7 +193,8 @@ def run_loaders(cfg: "RunConfig", root: Path, frame: pd.DataFrame, splits: dict[
 
     def loader(f: pd.DataFrame, train: bool) -> DeviceLoader:
         rows = frame.index.get_indexer(f.index)
-        raw = cached_loader(cache, f["label"].astype(int).tolist(), cfg.batch_size, train,
+        raw = cached_loader(cache, f["label"].astype(int).tolist(),
+                            train_batch if train else cfg.batch_size, train,
                             cfg.seed, pin, workers, rows=rows, shard=shard if train else None)
         return DeviceLoader(raw, device, train_aug if train else eval_aug)
 
