@@ -63,3 +63,15 @@ def test_launchers_give_the_plain_runners_results(tiny, launcher):
     other = _results(spec, base, launcher)
     assert len(other) == 2 and (other["status"] == "complete").all()
     pd.testing.assert_frame_equal(other, plain)
+
+
+def test_a_preempted_job_resubmits_the_same_group():
+    """submitit calls checkpoint() on preemption or timeout; the same runs go back in the queue
+    and resume from their last epochs (what a run does when started again)."""
+    pytest.importorskip("submitit")
+    from medtl_lib.launchers import GroupJob, Task
+
+    tasks = [Task("a/03_train", "nb.ipynb", "out.ipynb", {"epochs": 2})]
+    again = GroupJob(tasks, "python3").checkpoint()
+    assert isinstance(again.function, GroupJob) and again.function.tasks == tasks
+    assert again.function.kernel == "python3"
