@@ -25,6 +25,7 @@ Inputs, and what is measured and what is assumed (printed with the table):
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
@@ -52,6 +53,7 @@ def run_list(profile_name: str) -> list[dict]:
     return out
 
 
+@functools.cache  # each (preset, size) is built once: a reference model serves several presets
 def model_facts(preset: str, img_size: int) -> tuple[int, int, str]:
     """(MACs per image, parameters, timm architecture) of a preset, built without weights."""
     import torch
