@@ -89,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
             failed.append(search.name)
             print(f"    FAILED: {type(e).__name__}: {e}", flush=True)
     print(f"matrix: {time.perf_counter() - t0:.0f} s wall, {len(failed)} failed {failed}")
+    if profile.settings:  # seed 004: weights x strategy; a strategy table would merge settings
+        _print_settings_tables(profile.out_root)
+        return 1 if failed else 0
     table = collect_runs(profile.out_root)
     print(strategy_table_markdown(strategy_table(table, tuple(SEED001_METRICS)), SEED001_METRICS))
     if len(set(table["strategy"])) > 1 and "full" in set(table["strategy"]):
@@ -96,6 +99,25 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(c, indent=1))
         (profile.out_root / "claims.json").write_text(json.dumps(c, indent=1))
     return 1 if failed else 0
+
+
+def _print_settings_tables(profile_dir: Path) -> None:
+    """Seed 004's model x setting table per dataset (test AUROC [95% CI]) and the paired gain
+    from pretraining, as notebook 13 shows them."""
+    from medtl_lib.evaluation import seed004
+
+    runs = seed004.collect(profile_dir)
+    if runs.empty:
+        print("no complete run with a seed-004 setting")
+        return
+    for dataset in dict.fromkeys(runs["dataset"]):
+        print(f"\n{dataset}: test macro AUROC [95% CI, percentile bootstrap]")
+        print(seed004.settings_table(runs, dataset).to_string())
+    gain = seed004.pretraining_gain(runs)
+    if not gain.empty:
+        print("\npretrained + all minus random + all (paired bootstrap over the same test images):")
+        print(gain[["dataset", "model", "gain", "low", "high"]].to_string(
+            index=False, float_format="{:+.4f}".format))
 
 
 def _key_values(ap: argparse.ArgumentParser, items: list[str], known: set[str],

@@ -183,3 +183,25 @@ def test_profiles_with_settings_name_runs_by_setting(tmp_path):
                    "settings: {a: {weights: none}}\n")
     with pytest.raises(ValueError, match="'strategy' among them"):
         profiles.load_profile(bad, runs_dir=tmp_path)
+
+
+def test_direct_runner_summarises_a_settings_profile_by_setting(tmp_path, capsys):
+    """scripts/run_profile_direct.py once printed seed 001's strategy table for seed 004, which
+    pooled pretrained + all with random + all as one 'full' strategy with two 'seeds'."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "run_profile_direct.py"
+    spec = importlib.util.spec_from_file_location("run_profile_direct", script)
+    runner = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(runner)
+    from seed004_support import fake_profile
+
+    fake_profile(tmp_path, models=("resnet50_tv",))
+    runner._print_settings_tables(tmp_path)
+    out = capsys.readouterr().out
+    assert "random + all" in out and "pretrained + all" in out and "2 seeds" not in out
+    gain_line = [line for line in out.splitlines() if line.startswith("chest_xray_pneumonia")
+                 and "resnet50_tv" in line and "+" in line][-1]
+    gain, low, high = (float(x) for x in gain_line.split()[-3:])
+    assert low <= gain <= high and gain > 0
