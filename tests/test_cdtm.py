@@ -232,6 +232,38 @@ def test_paper_cells_beside_the_kits_with_the_papers_f1():
     assert other["Pre paper"] == 80.02 and math.isnan(other["Pre kit"]) and other["seeds"] == 0
 
 
+def test_orderings_pair_the_seeds_and_say_when_one_fails(tmp_path):
+    import yaml
+
+    from medtl_lib.evaluation.report import collect_runs
+    from medtl_lib.evaluation.seed002 import orderings
+    from results_support import BRAIN, write_run
+
+    def run(strategy, seed, accuracy):
+        out = write_run(tmp_path, "brain_tumor_mri", "efficientnet_lite0", BRAIN, accuracy,
+                        tmp_path / "data", seed=seed, n_test=200,
+                        folder=f"brain_tumor_mri__efficientnet_lite0__{strategy}__s{seed}")
+        cfg = yaml.safe_load((out / "config.yaml").read_text())
+        (out / "config.yaml").write_text(yaml.safe_dump({**cfg, "strategy": strategy}))
+
+    for seed in (1, 2):
+        run("linear_probe", seed, 0.6)
+        run("cdtm_lp", seed, 0.85)
+    run("cdtm_lp", 3, 0.85)  # no linear probe with this seed: not paired
+    run("sft", 1, 0.65)  # worse than the CDTM probe it started from
+    t = orderings(collect_runs(tmp_path), n_boot=300).set_index("ordering")
+    lp = t.loc["cdtm_lp ≥ linear_probe"]
+    assert lp["holds"] and lp["seeds paired"] == 2 and lp["seeds holding"] == 2
+    assert lp["difference"] > 0.1 and lp["per-seed paired 95% CI"].count("s") == 2
+    low = float(lp["per-seed paired 95% CI"].split("[")[1].split(",")[0])
+    assert low > 0  # 200 images, 25 points apart: the paired interval excludes 0
+    sft = t.loc["sft ≥ cdtm_lp"]
+    assert not sft["holds"] and sft["seeds paired"] == 1 and sft["seeds holding"] == 0
+    assert math.isnan(sft["sft sd"])  # one seed has no spread
+    with pytest.raises(ValueError, match="metric must be one of"):
+        orderings(collect_runs(tmp_path), metric="auroc")
+
+
 def test_table_vii_measured_for_the_cdtm_rows():
     from medtl_lib.evaluation.seed002 import table_vii_measured
 

@@ -140,3 +140,47 @@ def table_vii_measured(rows: tuple[str, ...] | None = None) -> pd.DataFrame:
                      "Train % paper": paper[2], "Train % kit": 100 * trainable / total}
         del model
     return pd.DataFrame.from_dict(out, orient="index")
+
+
+#: the orderings seed 002's Table VIII implies, each (better, worse): the CDTM probe beats the
+#: plain linear probe, and staged fine-tuning beats the CDTM probe it starts from
+ORDERINGS: tuple[tuple[str, str], ...] = (("cdtm_lp", "linear_probe"), ("sft", "cdtm_lp"))
+#: collect_runs' column of each metric that has a paired bootstrap
+_COLUMN = {"accuracy": "test_acc", "f1_macro": "f1"}
+
+
+def orderings(runs: pd.DataFrame, metric: str = "accuracy", n_boot: int = 2000,
+              pairs: tuple[tuple[str, str], ...] = ORDERINGS) -> pd.DataFrame:
+    """Whether each ordering holds on the kit's own runs, per (dataset, model).
+
+    Both arms as mean and sample SD over seeds, the difference of the means, in how many seeds
+    the better arm is at least as good, and per seed the paired bootstrap interval of the
+    difference (both runs scored on the same test images: :func:`~.ci.run_paired_difference`).
+    A seed missing either arm is left out of the pairing and counted as missing."""
+    from .ci import run_paired_difference
+
+    if metric not in _COLUMN:
+        raise ValueError(f"metric must be one of {', '.join(_COLUMN)}, got '{metric}'")
+    column = _COLUMN[metric]
+    done = runs[runs["status"] == STATUS_COMPLETE]
+    rows = []
+    for (dataset, model), g in done.groupby(["dataset", "model"], sort=False):
+        for better, worse in pairs:
+            a = g[g["strategy"] == better].set_index("seed")
+            b = g[g["strategy"] == worse].set_index("seed")
+            if a.empty or b.empty:
+                continue
+            seeds = sorted(set(a.index) & set(b.index))
+            per_seed = [run_paired_difference(a.loc[s, "path"], b.loc[s, "path"], metric, n_boot)
+                        for s in seeds]
+            rows.append({
+                "dataset": dataset, "model": model, "ordering": f"{better} ≥ {worse}",
+                f"{better} mean": a[column].mean(), f"{better} sd": a[column].std(ddof=1),
+                f"{worse} mean": b[column].mean(), f"{worse} sd": b[column].std(ddof=1),
+                "difference": a.loc[seeds, column].mean() - b.loc[seeds, column].mean(),
+                "seeds holding": sum(d["value"] >= 0 for d in per_seed), "seeds paired": len(seeds),
+                "per-seed paired 95% CI": "; ".join(
+                    f"s{s}: {d['value']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]"
+                    for s, d in zip(seeds, per_seed)),
+                "holds": bool(per_seed) and a.loc[seeds, column].mean() >= b.loc[seeds, column].mean()})
+    return pd.DataFrame(rows)
