@@ -128,6 +128,31 @@ def test_sft_stages_the_probe_then_everything_at_a_tenth(loaders, tmp_path):
     assert (lp["trainable_params"] == _count(t.model.head)).all()
 
 
+@pytest.mark.parametrize("strategy", ["sft", "lp_ft"])
+def test_ft_bn_frozen_keeps_the_running_statistics_the_probe_was_fitted_with(loaders, strategy):
+    """With ft_bn=frozen, stage 2 trains every weight (BN's affine ones too) but no BatchNorm
+    running statistic moves; with the default, they move as in full fine-tuning."""
+    from medtl_lib.training.strategies import get_strategy
+    from test_strategies_seed001 import _snapshot, _trainer
+
+    assert get_strategy(strategy).args["ft_bn"] == "batch"  # the authors' code: the default
+    train, val = loaders
+    moved = {}
+    for ft_bn in ("batch", "frozen"):
+        t = _trainer(strategy, {"ft_bn": ft_bn}, model=_cdtm_model(), epochs=2)
+        before = _snapshot(t.model)
+        t.fit(train, val)
+        after = t.model.state_dict()
+        stats = [k for k in before if k.endswith(("running_mean", "running_var"))]
+        affine = [k.replace("running_mean", "weight") for k in stats if k.endswith("running_mean")]
+        assert stats and affine
+        moved[ft_bn] = sum(not torch.equal(before[k], after[k]) for k in stats)
+        assert all(not torch.equal(before[k], after[k]) for k in affine)  # still trained
+    assert moved["frozen"] == 0 and moved["batch"] > 0
+    with pytest.raises(ValueError, match="ft_bn"):
+        get_strategy(strategy, {"ft_bn": "none"})
+
+
 def test_cdtm_from_the_command_line(synth_root, tmp_path, capsys):
     import json
 

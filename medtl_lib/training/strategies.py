@@ -189,6 +189,22 @@ def set_trainable(model: nn.Module, trainable: set[str]) -> None:
     visit("", model)
 
 
+def freeze_bn_statistics(model: nn.Module) -> None:
+    """Every BatchNorm normalises with its running statistics and stops updating them, while its
+    weight and bias still train: a head fitted on the frozen backbone keeps seeing the features it
+    was fitted on when the backbone is unfrozen (``scripts/bench_sft_bn.py`` measures the shift)."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
+#: how stage 2 of lp_ft / sft treats BatchNorm: 'batch' as full fine-tuning (the authors' code),
+#: 'frozen' keeps the running statistics the probe was fitted with
+FT_BN = Arg("ft_bn", "str", "batch", "BatchNorm in the fine-tuning stage: batch (statistics of "
+            "each batch, running statistics updated) or frozen (the pretrained running statistics "
+            "the probe was fitted with; weights and biases still train)", choices=("batch", "frozen"))
+
+
 def group_names(model: nn.Module, groups: list[str]) -> set[str]:
     """Parameter names of the named blocks of :func:`medtl_lib.models.groups.parameter_groups`."""
     from ..models.groups import parameter_groups
@@ -257,7 +273,8 @@ class LinearProbeThenFineTune(Strategy):
                 "epoch", choices=INIT_FROM),
             Arg("lp_solver", "str", "sgd", "sgd: the probe trains with the run's optimizer; "
                 "logreg: L2 logistic regression on the frozen features (one epoch, C chosen on "
-                "validation accuracy, as Kumar et al.'s code)", choices=("sgd", "logreg")))
+                "validation accuracy, as Kumar et al.'s code)", choices=("sgd", "logreg")),
+            FT_BN)
 
     def stages(self, epochs: int) -> list[Stage]:
         logreg = self.args["lp_solver"] == "logreg"
@@ -280,6 +297,8 @@ class LinearProbeThenFineTune(Strategy):
             freeze_all_but_head(model)
         else:
             super().on_epoch_start(model, stage, epoch)
+            if self.args.get("ft_bn") == "frozen":
+                freeze_bn_statistics(model)
 
     def fit_stage(self, model: nn.Module, stage: Stage, train_loader: Any,
                   val_loader: Any) -> tuple[float, float]:

@@ -11,8 +11,8 @@ from __future__ import annotations
 from torch import nn
 
 from ..registry import Arg
-from .strategies import (STRATEGIES, LinearProbe, LinearProbeThenFineTune, Stage, Strategy,
-                         head_names, head_of)
+from .strategies import (FT_BN, STRATEGIES, LinearProbe, LinearProbeThenFineTune, Stage,
+                         Strategy, head_names, head_of)
 
 
 def _require_token_head(model: nn.Module, strategy: str) -> None:
@@ -47,7 +47,7 @@ class StagedFineTune(LinearProbeThenFineTune):
     description = ("seed 002's SFT: the head probed for the whole budget, then everything from its "
                    "best weights at LR / lr_divisor, fresh optimizer and schedule, whole budget again")
     args = (Arg("lr_divisor", "float", 10.0, "stage 2 trains at the run's LR divided by this",
-                minimum=1e-9),)
+                minimum=1e-9), FT_BN)
 
     def stages(self, epochs: int) -> list[Stage]:
         return [Stage("lp", epochs, frozen_backbone=True),
