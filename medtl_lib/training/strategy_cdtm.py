@@ -5,6 +5,11 @@ classifier) trains. ``sft`` (staged fine-tuning): that probe for the run's whole
 every parameter from the probe's best weights with a fresh optimizer and schedule at LR / 10, for
 the whole budget again (so a run trains 2 x epochs in all, as the authors' code does). The model
 is built with ``pool='tokens', head='cdtm'`` (``sft`` also works with any other head).
+
+On a BatchNorm backbone, stage 2's train mode swaps the ImageNet running statistics the probe was
+fitted with for each batch's own, and the probed head no longer fits (seed 002's ConvNeXt and ViT
+use LayerNorm, so the paper never meets this). ``ft_bn=frozen`` keeps the running statistics;
+``scripts/bench_sft_bn.py`` measures the shift on a finished run.
 """
 from __future__ import annotations
 
