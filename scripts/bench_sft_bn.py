@@ -25,6 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
+from medtl_lib.training.strategies import batch_norms  # noqa: E402
+
 
 def batches(run: Path, meta: dict) -> dict[str, list[tuple[torch.Tensor, torch.Tensor]]]:
     """The run's train and val images as its own evaluation loaders give them (same pipeline,
@@ -51,9 +53,8 @@ def accuracy(model: nn.Module, data: list, batch_stats: bool = False) -> float:
     (train mode) while everything else stays in eval mode, on a copy (running stats untouched)."""
     model = copy.deepcopy(model).eval()
     if batch_stats:
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.train()
+        for m in batch_norms(model):
+            m.train()
     right = sum((model(x).argmax(1) == y).sum().item() for x, y in data)
     return right / sum(len(y) for _, y in data)
 
@@ -62,8 +63,7 @@ def accuracy(model: nn.Module, data: list, batch_stats: bool = False) -> float:
 def recalibrated(model: nn.Module, data: list) -> nn.Module:
     """A copy whose BatchNorm running statistics are the plain average over ``data``'s batches."""
     model = copy.deepcopy(model).eval()
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    for m in norms:
+    for m in batch_norms(model):
         m.reset_running_stats()
         m.momentum = None  # cumulative average
         m.train()

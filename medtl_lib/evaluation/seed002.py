@@ -173,14 +173,15 @@ def orderings(runs: pd.DataFrame, metric: str = "accuracy", n_boot: int = 2000,
             seeds = sorted(set(a.index) & set(b.index))
             per_seed = [run_paired_difference(a.loc[s, "path"], b.loc[s, "path"], metric, n_boot)
                         for s in seeds]
+            difference = a.loc[seeds, column].mean() - b.loc[seeds, column].mean()
             rows.append({
                 "dataset": dataset, "model": model, "ordering": f"{better} ≥ {worse}",
                 f"{better} mean": a[column].mean(), f"{better} sd": a[column].std(ddof=1),
                 f"{worse} mean": b[column].mean(), f"{worse} sd": b[column].std(ddof=1),
-                "difference": a.loc[seeds, column].mean() - b.loc[seeds, column].mean(),
+                "difference": difference,
                 "seeds holding": sum(d["value"] >= 0 for d in per_seed), "seeds paired": len(seeds),
                 "per-seed paired 95% CI": "; ".join(
                     f"s{s}: {d['value']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]"
                     for s, d in zip(seeds, per_seed)),
-                "holds": bool(per_seed) and a.loc[seeds, column].mean() >= b.loc[seeds, column].mean()})
+                "holds": bool(per_seed) and difference >= 0})
     return pd.DataFrame(rows)

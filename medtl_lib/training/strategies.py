@@ -189,13 +189,17 @@ def set_trainable(model: nn.Module, trainable: set[str]) -> None:
     visit("", model)
 
 
+def batch_norms(model: nn.Module) -> list[nn.Module]:
+    """Every BatchNorm layer of the model (any dimension, SyncBatchNorm too)."""
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
 def freeze_bn_statistics(model: nn.Module) -> None:
     """Every BatchNorm normalises with its running statistics and stops updating them, while its
     weight and bias still train: a head fitted on the frozen backbone keeps seeing the features it
     was fitted on when the backbone is unfrozen (``scripts/bench_sft_bn.py`` measures the shift)."""
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.eval()
+    for m in batch_norms(model):
+        m.eval()
 
 
 #: how stage 2 of lp_ft / sft treats BatchNorm: 'batch' as full fine-tuning (the authors' code),
