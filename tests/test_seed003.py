@@ -2,9 +2,11 @@
 bit-for-bit prefixes, rebuild from a run folder, and what LWFT trains at which rate."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import timm
 import torch
@@ -247,3 +249,16 @@ def test_a_profile_searches_beside_its_ftl_runs_and_the_summary_compares_them(sy
     assert row["auroc_low"] - eps <= row["auroc"] <= row["auroc_high"] + eps
     assert row["diff"] == pytest.approx(row["auroc"] - row["ftl_auroc"])
     assert row["diff_low"] - eps <= row["diff"] <= row["diff_high"] + eps
+
+    # under a parameter budget: the best validation AUROC among the candidates inside it
+    table = pd.read_csv(search.folder / "search.csv")
+    ftl_params = row["params"] / row["params_share"]
+    inside = table[table["params"] <= 0.5 * ftl_params]
+    assert 0 < len(inside) < len(table)
+    budget = search_summary(p.out_root, n_boot=200, max_share=0.5).iloc[0]
+    best = inside.sort_values(["val_auroc", "params"], ascending=[False, True]).iloc[0]
+    assert budget["chosen"] == best["point"] and budget["params_share"] <= 0.5
+    tested = json.loads((Path(best["path"]) / "metrics.json").read_text())["test"]
+    assert budget["auroc"] == pytest.approx(tested["auroc_macro"])
+    assert budget["diff"] == pytest.approx(budget["auroc"] - budget["ftl_auroc"])
+    assert search_summary(p.out_root, n_boot=200, max_share=1e-6).empty  # nothing that small

@@ -62,12 +62,19 @@ def complexity_table(model: str, variants: dict[str, list[dict]], num_classes: i
     return out
 
 
-def search_summary(profile_dir: str | Path, n_boot: int = 2000) -> pd.DataFrame:
+def search_summary(profile_dir: str | Path, n_boot: int = 2000,
+                   max_share: float | None = None) -> pd.DataFrame:
     """Each finished cut search of a profile against its FTL baseline (the run whose settings it
     searched, ``search_<method>__<run>`` beside ``<run>``): the chosen point, its share of the
     baseline's parameters, both test macro AUROCs with their 95% intervals, and the paired
     difference (chosen - FTL) on the same test images. One row per search; seeds stay separate
-    rows (their mean and spread: ``groupby('method')``)."""
+    rows (their mean and spread: ``groupby('method')``).
+
+    ``max_share``: instead of the search's choice, the candidate with the best validation AUROC
+    among those keeping at most that share of the baseline's parameters (ties: the smaller). The
+    claim "a cut keeps the AUROC at half the parameters" is then tested on a point that the
+    validation set chose under that budget, never the test set. A search with no candidate
+    inside the budget gives no row."""
     import yaml
 
     from ..config import RunConfig
@@ -87,14 +94,24 @@ def search_summary(profile_dir: str | Path, n_boot: int = 2000) -> pd.DataFrame:
         except (OSError, ValueError, yaml.YAMLError):
             continue  # the baseline has not finished: nothing to compare with yet
         table = pd.read_csv(search / "search.csv")
-        path = table.loc[table["chosen"], "path"].iloc[0]
-        ci = (chosen["test"].get("ci95") or {}).get("auroc_macro") or {}
+        ftl_params = model_params(cfg, len(ftl["class_names"]))
+        if max_share is None:
+            pick = table[table["chosen"]].iloc[0]
+            test = chosen["test"]
+        else:
+            within = table[table["params"] <= max_share * ftl_params]
+            if within.empty:
+                continue
+            pick = within.sort_values(["val_auroc", "params"], ascending=[False, True]).iloc[0]
+            test = json.loads((Path(pick["path"]) / "metrics.json").read_text())["test"]
+        path = pick["path"]
+        ci = (test.get("ci95") or {}).get("auroc_macro") or {}
         ftl_ci = (ftl["test"].get("ci95") or {}).get("auroc_macro") or {}
         diff = run_paired_difference(path, baseline, "auroc_macro", n_boot=n_boot)
-        ftl_params = model_params(cfg, len(ftl["class_names"]))
-        rows.append({"method": method, "run": run, "chosen": chosen["chosen"],
-                     "params": chosen["params"], "params_share": chosen["params"] / ftl_params,
-                     "auroc": chosen["test"].get("auroc_macro"), "auroc_low": ci.get("low"),
+        rows.append({"method": method, "run": run, "chosen": pick["point"],
+                     "params": int(pick["params"]), "params_share": pick["params"] / ftl_params,
+                     "val_auroc": pick["val_auroc"],
+                     "auroc": test.get("auroc_macro"), "auroc_low": ci.get("low"),
                      "auroc_high": ci.get("high"), "ftl_auroc": ftl["test"].get("auroc_macro"),
                      "ftl_low": ftl_ci.get("low"), "ftl_high": ftl_ci.get("high"),
                      "diff": diff["value"], "diff_low": diff["low"], "diff_high": diff["high"],
