@@ -6,7 +6,8 @@ model, strategy and seed) gets its own folder ``runs/<profile>/<run name>/`` hol
 ``03_train.ipynb`` and ``04_evaluate.ipynb`` next to the run's files; the profile folder gets the
 course notebooks and ``05_results`` with its HTML export; a profile with several strategies also
 gets ``07_strategies`` (one seed's runs side by side) and ``08_strategy_comparison`` (seed 001's
-table and claims).
+table and claims); a profile with ``searches:`` gets ``10_representations`` in each FTL run's
+folder and ``09_truncation`` in each search's (seed 003).
 
 A run whose ``metrics.json`` says complete is skipped; an interrupted one is executed again and
 resumes from its last complete epoch; a failing one is reported and the others go on.
@@ -420,6 +421,14 @@ def plan(profile: Profile, only: str | None = None) -> list[Step]:
                        "profile_name": profile.name, "description": profile.description,
                        "synthetic": bool(profile.synthetic), "page_dir": str(root),
                        "twin_dir": str(root.parent / profile.twin) if profile.twin else ""}))
+    searched = {s.folder.name.split("__", 1)[1] for s in profile.searches}
+    for name, cfg in selected:  # seed 003: what fine-tuning changed in each FTL run (SVCCA, Fig. 4)
+        if name in searched:
+            out = Path(cfg.out or "")
+            steps.append(Step(f"{name}/10_representations", NOTEBOOKS / "10_representations.ipynb",
+                              out / "10_representations.ipynb",
+                              {"run_dir": str(out), "figures_dir": str(out / "figures")},
+                              done=lambda o=out: (o / "10_representations.ipynb").is_file()))
     for search in profile.searches:  # seed 003: each cut search, run (or resumed) by notebook 09
         if only and not fnmatch.fnmatch(search.name, only) and not any(
                 search.name.endswith(n) for n, _ in selected):

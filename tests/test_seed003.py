@@ -235,6 +235,8 @@ def test_a_profile_searches_beside_its_ftl_runs_and_the_summary_compares_them(sy
     step = [s for s in profiles.plan(p) if s.name.endswith("09_truncation")][0]
     assert step.parameters["search_dir"] == str(search.folder)
     assert step.parameters["search_config"]["img_size"] == 32 and "out" not in step.parameters["search_config"]
+    svcca_step = [s for s in profiles.plan(p) if s.name.endswith("10_representations")]
+    assert [s.parameters["run_dir"] for s in svcca_step] == [p.runs[0].out]  # one per FTL run
     with pytest.raises(ValueError, match="cut-search methods"):
         spec.write_text(spec.read_text().replace("searches: [ttl]", "searches: [tll]"))
         profiles.load_profile(spec, runs_dir=tmp_path / "runs")
