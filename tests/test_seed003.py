@@ -65,6 +65,10 @@ def test_ttl_model_info_reproduces_table_1():
     tf, _ = create_model("resnet50", 2, weights="none", img_size=224,
                          surgery=get_strategy("transfusion", {"slim_from": "layer4"}).surgery())
     assert _n(tf) == 12_945_472 + 2 * 1024 + 2  # "12.9" in Table 1
+    tf_flat, _ = create_model("resnet50", 2, weights="none", img_size=224, pool="flatten",
+                              surgery=get_strategy("transfusion", {"slim_from": "layer4"}).surgery())
+    assert _n(tf_flat) == 12_945_472 + 2 * 1024 * 7 * 7 + 2  # the slimmed map, unpooled
+    assert tf_flat(torch.zeros(1, 3, 224, 224)).shape == (1, 2)
 
 
 def test_truncated_run_model_rebuilds_from_model_json(tmp_path):

@@ -113,7 +113,10 @@ def slim(backbone: nn.Module, slim_from: str) -> nn.Module:
     block = type(backbone.layer1[0])
     layers = tuple(len(backbone.get_submodule(s)) for s in stages)
     channels = tuple(c // 2 if i >= k else c for i, c in enumerate((64, 128, 256, 512)))
-    new = ResNet(block, layers, num_classes=0, channels=channels, zero_init_last=False)
+    # the same pooling as the backbone had: '' for pool='flatten', whose head sees the map
+    pool = getattr(getattr(backbone, "global_pool", None), "pool_type", "avg")
+    new = ResNet(block, layers, num_classes=0, global_pool=pool, channels=channels,
+                 zero_init_last=False)
     for m in new.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
