@@ -63,7 +63,7 @@ def complexity_table(model: str, variants: dict[str, list[dict]], num_classes: i
 
 
 def search_summary(profile_dir: str | Path, n_boot: int = 2000,
-                   max_share: float | None = None) -> pd.DataFrame:
+                   max_share: float | None = None, only: str | None = None) -> pd.DataFrame:
     """Each finished cut search of a profile against its FTL baseline (the run whose settings it
     searched, ``search_<method>__<run>`` beside ``<run>``): the chosen point, its share of the
     baseline's parameters, both test macro AUROCs with their 95% intervals, and the paired
@@ -74,7 +74,7 @@ def search_summary(profile_dir: str | Path, n_boot: int = 2000,
     among those keeping at most that share of the baseline's parameters (ties: the smaller). The
     claim "a cut keeps the AUROC at half the parameters" is then tested on a point that the
     validation set chose under that budget, never the test set. A search with no candidate
-    inside the budget gives no row."""
+    inside the budget gives no row. ``only``: one search folder's name (its bootstrap alone)."""
     import yaml
 
     from ..config import RunConfig
@@ -83,8 +83,10 @@ def search_summary(profile_dir: str | Path, n_boot: int = 2000,
 
     rows = []
     root = Path(profile_dir)
-    for found in sorted(root.glob("search_*__*/search.json")):
+    for found in sorted(root.glob(f"{only or 'search_*__*'}/search.json")):
         search = found.parent
+        if not search.name.startswith("search_") or "__" not in search.name:
+            continue  # not a profile's search (a lab search has no FTL run beside it)
         method, run = search.name[len("search_"):].split("__", 1)
         baseline = root / run
         chosen = json.loads(found.read_text())
