@@ -179,6 +179,30 @@ def test_sp_penalty_after_a_step_matches_a_recomputation(scope, loaders):
                                                                rel=1e-5)
 
 
+@pytest.mark.parametrize("name", ["l2_sp", "l1_sp"])
+def test_sp_fused_penalty_and_gradient_match_the_formula(name):
+    """Omega and its gradient, tensor by tensor in float64, away from theta^0 and on a
+    channels_last model (strided weights): the fused norms must not reorder or miss a tensor."""
+    torch.manual_seed(0)
+    model = _model().to(memory_format=torch.channels_last)
+    s = get_strategy(name, {"alpha": 0.3, "beta": 0.05})
+    s.setup(model)
+    theta0 = {n: p.detach().double().clone() for n, p in model.named_parameters()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.01)
+    omega = s.penalty(model)
+    omega.backward()
+    want, l2 = 0.0, name == "l2_sp"
+    for n, p in model.named_parameters():
+        w = p.detach().double()
+        d, k = (w, 0.05) if n.startswith("head.") else (w - theta0[n], 0.3)
+        want += k * (float(d.pow(2).sum()) / 2 if l2 else float(d.abs().sum()))
+        grad = k * (d if l2 else d.sign())
+        assert torch.allclose(p.grad.double(), grad, rtol=1e-5, atol=1e-9), n
+    assert omega.item() == pytest.approx(want, rel=1e-5)
+
+
 # ---------------------------------------------------------------- Auto-RGN
 def test_rgn_sets_match_the_spec_counts():
     model, _ = create_model("resnet18", 4, weights="none", img_size=32)
