@@ -10,8 +10,9 @@ zero:
 
 The optimizer's weight decay is off (Omega replaces it). theta^0 is copied once, in ``setup``, on
 the pretrained weights before any resume, so a resumed run penalises towards the same point.
-At theta^0 the backbone term and its gradient are exactly zero (PyTorch's gradient of |x| at 0 is
-0), so with alpha = beta = 0 the run is plain fine-tuning without weight decay, bit for bit.
+At theta^0 the backbone term and its gradient are exactly zero (the gradient of |x| at 0 is taken
+as sign(0) = 0, as PyTorch's own), and with alpha = beta = 0 the run is plain fine-tuning without
+weight decay, bit for bit.
 """
 from __future__ import annotations
 
