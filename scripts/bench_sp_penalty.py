@@ -1,5 +1,6 @@
-"""L1-SP / L2-SP: the fused penalty (one `torch._foreach_norm` over all tensors) against the
-per-tensor Python loop it replaced, on the GPU profile's CNNs with the CUDA paths on.
+"""L1-SP / L2-SP: the fused penalty (strategy_sp._SumOfNorms, multi-tensor kernels forward and
+backward) against the per-tensor Python loop it replaced, on the GPU profile's CNNs with the
+CUDA paths on.
 
 For each model: the penalty alone (forward + backward of Omega, milliseconds per call), both
 implementations' Omega and gradient on the same weights (they must agree to float rounding), and
@@ -14,7 +15,7 @@ import argparse
 import json
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -23,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from bench_strategies_cuda import bench  # noqa: E402
+from medtl_lib.bench import _sync  # noqa: E402
 from medtl_lib.device import select_device  # noqa: E402
 from medtl_lib.models.factory import create_model  # noqa: E402
 from medtl_lib.training.strategies import get_strategy  # noqa: E402
@@ -53,11 +55,6 @@ def loop_penalty():
         StartingPointPenalty.terms = fused
 
 
-def _sync(dev: torch.device) -> None:
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def penalty_alone(model_name: str, name: str, device, calls: int = 50) -> dict:
     """ms per Omega forward + backward, fused and loop, and how far apart they are."""
     torch.manual_seed(0)
@@ -72,8 +69,7 @@ def penalty_alone(model_name: str, name: str, device, calls: int = 50) -> dict:
            "tensors": len(s.reference) + len(s.head_names)}
     grads = {}
     for impl in ("fused", "loop"):
-        ctx = loop_penalty() if impl == "loop" else _null()
-        with ctx:
+        with loop_penalty() if impl == "loop" else nullcontext():
             for i in range(calls + 5):  # 5 warm-up calls
                 if i == 5:
                     _sync(device.device)
@@ -90,11 +86,6 @@ def penalty_alone(model_name: str, name: str, device, calls: int = 50) -> dict:
     out["grad_max_abs_diff"] = max(float((a - b).abs().max())
                                    for a, b in zip(grads["fused"], grads["loop"]))
     return out
-
-
-@contextmanager
-def _null():
-    yield
 
 
 def main() -> None:

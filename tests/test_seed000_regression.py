@@ -22,8 +22,7 @@ GOLDEN = Path(__file__).resolve().parent / "golden"
 _spec = importlib.util.spec_from_file_location("seed000_golden", GOLDEN / "seed000.py")
 G = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(G)
-RECORDED_ON = json.loads((GOLDEN / "seed000_environment.json").read_text())
-SAME_BUILD = G.environment() == RECORDED_ON
+SAME_BUILD = G.environment() == json.loads((GOLDEN / "seed000_environment.json").read_text())
 
 
 def _equal(a, b, path="", exact=True):

@@ -106,7 +106,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="Record the seed-000 golden numbers.")
     parser.add_argument("action", choices=["record"])
     parser.add_argument("--trainer-tree", type=Path, required=True,
-                        help="a source tree of commit c2d4bce (git archive c2d4bce | tar -x -C DIR)")
+                        help="a source tree of commit c2d4bce "
+                             "(git archive c2d4bce | tar -x -C DIR)")
     args = parser.parse_args()
     if not (args.trainer_tree / "medtl_lib" / "cli.py").is_file():
         parser.error(f"{args.trainer_tree} holds no medtl_lib/cli.py: unpack c2d4bce there first")
