@@ -6,7 +6,11 @@ standard:
 
 * a seeded **percentile bootstrap** over test images for every metric (resample the images with
   replacement, recompute, take the 2.5th and 97.5th percentiles; 2,000 resamples by default), so
-  macro metrics, which have no closed form, get intervals too;
+  macro metrics, which have no closed form, get intervals too. A resample on which a metric is
+  undefined (AUROC or macro sensitivity with a class drawn zero times) is redrawn, as the spec
+  says, until ``n_boot`` defined ones are collected; each interval records how many were redrawn
+  (``redrawn``): skipping them, as the kit once did, left the interval on fewer resamples than
+  its method states, without a word;
 * **Wilson** score intervals for proportions (accuracy, a class's sensitivity), which behave at 0
   and 1 where the normal approximation does not;
 * **DeLong**'s variance for a binary AUROC (Sun & Xu's fast midrank algorithm).
@@ -17,11 +21,16 @@ reproduces it.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, Iterator
 
 import numpy as np
 
 Z95 = 1.959963984540054  # the standard normal's 97.5th percentile
+
+#: at most this many times ``n_boot`` resamples are drawn in all while undefined ones are redrawn:
+#: a metric defined on fewer than about 1 in 20 resamples gets no bootstrap interval
+REDRAW_CAP = 20
 
 
 def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
@@ -69,20 +78,107 @@ def delong(labels: np.ndarray, scores: np.ndarray, z: float = Z95
     return float(auc), (max(0.0, auc - z * se), min(1.0, auc + z * se))
 
 
+class UndefinedMetricError(ValueError):
+    """A metric undefined on nearly every bootstrap resample (a class too rare in the test set):
+    redrawing cannot collect ``n_boot`` defined ones within :data:`REDRAW_CAP` draws."""
+
+
+@dataclass(frozen=True)
+class BootstrapValues:
+    """A metric on the resamples where it is defined, in draw order, and how many undefined
+    resamples were drawn (and replaced) on the way: the interval rests on exactly ``n_boot``
+    values when :attr:`complete`, and ``redrawn`` says how far the draw departed from the plain
+    first ``n_boot`` resamples (0: not at all)."""
+
+    values: np.ndarray
+    redrawn: int
+    n_boot: int
+
+    @property
+    def complete(self) -> bool:
+        return len(self.values) == self.n_boot
+
+    def interval(self, name: str = "the metric", level: float = 0.95) -> tuple[float, float]:
+        """The percentile interval; a clear error rather than one on too few resamples."""
+        if not self.complete:
+            drawn = len(self.values) + self.redrawn
+            raise UndefinedMetricError(
+                f"{name} is undefined on {self.redrawn:,} of {drawn:,} bootstrap resamples "
+                f"({len(self.values):,} defined, {self.n_boot:,} needed): a class is too rare in "
+                "this test set for a bootstrap interval")
+        if np.isnan(self.values).all():  # undefined on the test set itself: no interval
+            return (math.nan, math.nan)
+        return _percentiles(self.values, level)
+
+
 def bootstrap(labels: np.ndarray, probs: np.ndarray,
               metric: Callable[[np.ndarray, np.ndarray], float], n_boot: int = 2000,
               seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Percentile interval of ``metric(labels, probs)`` over ``n_boot`` resamples of the images.
-    Resamples where the metric is undefined (NaN, e.g. a class drawn zero times) are skipped."""
+    """Percentile interval of ``metric(labels, probs)`` over ``n_boot`` resamples of the images
+    on which it is defined (undefined ones are redrawn: :func:`bootstrap_values`); NaN when the
+    metric is undefined on the test set itself."""
+    return bootstrap_values(labels, probs, metric, n_boot, seed).interval(
+        getattr(metric, "__name__", "the metric"), level)
+
+
+def bootstrap_values(labels: np.ndarray, probs: np.ndarray,
+                     metric: Callable[[np.ndarray, np.ndarray], float], n_boot: int = 2000,
+                     seed: int = 0) -> BootstrapValues:
+    """``metric`` on ``n_boot`` resamples where it is defined (NaN marks undefined), one resample
+    at a time, drawn from :func:`resample_batches`. A metric undefined on the whole test set is
+    undefined on every resample: its values are all NaN at once, rather than redrawn in vain."""
     labels, probs = np.asarray(labels), np.asarray(probs)
-    idx = resamples(len(labels), n_boot, seed)
-    values = np.array([metric(labels[i], probs[i]) for i in idx])
-    return _percentiles(values, level)
+    if np.isnan(metric(labels, probs)):
+        return BootstrapValues(np.full(n_boot, np.nan), 0, n_boot)
+
+    def values_on(idx: np.ndarray) -> dict[str, np.ndarray]:
+        return {"m": np.array([metric(labels[i], probs[i]) for i in idx], dtype=np.float64)}
+
+    return defined_values(values_on, len(labels), n_boot, seed)["m"]
 
 
 def resamples(n: int, n_boot: int, seed: int) -> np.ndarray:
-    """The (n_boot, n) image indices of the bootstrap: the same for the same seed."""
-    return np.random.default_rng(seed).integers(0, n, (n_boot, n))
+    """The (n_boot, n) image indices of the bootstrap: the same for the same seed (the first
+    batch of :func:`resample_batches`)."""
+    return next(resample_batches(n, n_boot, seed))
+
+
+def resample_batches(n: int, n_boot: int, seed: int) -> Iterator[np.ndarray]:
+    """The bootstrap's stream of resamples, ``n_boot`` at a time from one seeded generator. The
+    first batch is all an interval uses when its metric is defined everywhere (so such intervals
+    are those of the plain bootstrap); later batches replace undefined resamples."""
+    rng = np.random.default_rng(seed)
+    while True:
+        yield rng.integers(0, n, (n_boot, n))
+
+
+def defined_values(values_on: Callable[[np.ndarray], dict[str, np.ndarray]], n: int,
+                   n_boot: int, seed: int, names: list[str] | None = None,
+                   cap: int = REDRAW_CAP) -> dict[str, BootstrapValues]:
+    """For each metric that ``values_on(idx)`` returns (one value per resample row of ``idx``, NaN
+    where undefined; ``names``: only these), the first ``n_boot`` defined values of the stream of
+    :func:`resample_batches`. Every metric sees the same stream, so paired and vectorised
+    intervals stay on shared resamples; after ``cap`` batches a metric keeps what it has (not
+    :attr:`~BootstrapValues.complete`)."""
+    kept: dict[str, list[np.ndarray]] = {}
+    redrawn: dict[str, int] = {}
+    for batch, idx in enumerate(resample_batches(n, n_boot, seed), 1):
+        for name, v in values_on(idx).items():
+            if names is not None and name not in names:
+                continue
+            have = sum(len(a) for a in kept.setdefault(name, []))
+            ok = np.flatnonzero(~np.isnan(v))[:n_boot - have]  # the defined rows still needed
+            if have + len(ok) < n_boot:
+                used = len(v)  # the whole batch, and more batches to come
+            else:
+                used = ok[-1] + 1 if len(ok) else 0  # up to the n_boot-th defined resample
+            redrawn[name] = redrawn.get(name, 0) + int(used) - len(ok)
+            kept[name].append(np.asarray(v)[ok])
+        done = all(sum(len(a) for a in parts) == n_boot for parts in kept.values())
+        if done or batch >= cap:
+            break
+    return {name: BootstrapValues(np.concatenate(parts), redrawn[name], n_boot)
+            for name, parts in kept.items()}
 
 
 def _percentiles(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
@@ -91,18 +187,37 @@ def _percentiles(values: np.ndarray, level: float = 0.95) -> tuple[float, float]
     return (float(low), float(high))
 
 
+def _entry(name: str, value: float, boot: BootstrapValues, method: str) -> dict:
+    """One bootstrap interval as metrics.json records it: NaN bounds (and why) where the metric
+    is undefined on the test set or on nearly every resample."""
+    out = {"value": value, "low": math.nan, "high": math.nan, "method": method,
+           "redrawn": boot.redrawn}
+    if math.isnan(value):
+        return out
+    try:
+        out["low"], out["high"] = boot.interval(name)
+    except UndefinedMetricError as exc:
+        out["note"] = str(exc)
+    return out
+
+
 def bootstrap_all(labels: np.ndarray, probs: np.ndarray, n_boot: int = 2000, seed: int = 0
                   ) -> dict[str, np.ndarray]:
-    """Every metric of :data:`METRICS` on every resample at once (vectorised: a confusion matrix
-    per resample by one bincount, AUROCs from ranks), on the same resamples as
-    :func:`bootstrap` with this seed."""
+    """Every metric of :data:`METRICS` on every resample of :func:`resamples` at once, NaN where
+    undefined (the plain first draw: :func:`ci95` replaces the NaN ones by redraws)."""
+    labels = np.asarray(labels)
+    return metrics_on(labels, probs, resamples(len(labels), n_boot, seed))
+
+
+def metrics_on(labels: np.ndarray, probs: np.ndarray, idx: np.ndarray) -> dict[str, np.ndarray]:
+    """Every metric of :data:`METRICS` on each resample row of ``idx`` (vectorised: a confusion
+    matrix per resample by one bincount, AUROCs from ranks); NaN where undefined."""
     from scipy.stats import rankdata
 
     labels, probs = np.asarray(labels), np.asarray(probs, dtype=np.float64)
     k = probs.shape[1]
-    idx = resamples(len(labels), n_boot, seed)
     y = labels[idx]
-    out = _confusion_metrics(resampled_confusions(labels, probs.argmax(1), k, n_boot, seed))
+    out = _confusion_metrics(_confusions_on(labels, probs.argmax(1), k, idx))
     with np.errstate(invalid="ignore", divide="ignore"):
         aucs = []
         for c in ([1] if k == 2 else range(k)):  # binary: the positive class, as roc_auc_score
@@ -143,14 +258,14 @@ def confusion_ci95(labels: np.ndarray, pred: np.ndarray, k: int, n_boot: int = 2
     labels, pred = np.asarray(labels, dtype=np.int64), np.asarray(pred, dtype=np.int64)
     if labels.size == 0:
         return {}
-    point = _confusion_metrics(_confusion(labels, pred, k)[None].astype(float))
-    out = {}
-    for name, values in _confusion_metrics(resampled_confusions(labels, pred, k, n_boot,
-                                                                seed)).items():
-        low, high = _percentiles(values)
-        out[name] = {"value": float(point[name][0]), "low": low, "high": high,
-                     "method": bootstrap_method(n_boot, seed)}
-    return out
+    point = {name: float(v[0]) for name, v in
+             _confusion_metrics(_confusion(labels, pred, k)[None].astype(float)).items()}
+    boots = defined_values(lambda idx: _confusion_metrics(_confusions_on(labels, pred, k, idx)),
+                           len(labels), n_boot, seed,
+                           names=[m for m, v in point.items() if not math.isnan(v)])
+    empty = BootstrapValues(np.full(n_boot, np.nan), 0, n_boot)
+    return {name: _entry(name, value, boots.get(name, empty), bootstrap_method(n_boot, seed))
+            for name, value in point.items()}
 
 
 def run_confusion_ci95(run_dir, n_boot: int = 2000, seed: int = 0) -> dict:
@@ -191,10 +306,16 @@ def resampled_confusions(labels: np.ndarray, pred: np.ndarray, k: int, n_boot: i
                          seed: int = 0) -> np.ndarray:
     """(n_boot, k, k) confusion matrices of the bootstrap resamples of :func:`resamples` with
     this seed, by one bincount: what every vectorised interval here is computed from."""
+    labels = np.asarray(labels, dtype=np.int64)
+    return _confusions_on(labels, pred, k, resamples(len(labels), n_boot, seed))
+
+
+def _confusions_on(labels: np.ndarray, pred: np.ndarray, k: int, idx: np.ndarray) -> np.ndarray:
+    """(len(idx), k, k) confusion matrices of the resample rows of ``idx``, by one bincount."""
     labels, pred = np.asarray(labels, dtype=np.int64), np.asarray(pred, dtype=np.int64)
-    idx = resamples(len(labels), n_boot, seed)
-    codes = (labels[idx] * k + pred[idx]) + (np.arange(n_boot)[:, None] * k * k)
-    return np.bincount(codes.ravel(), minlength=n_boot * k * k).reshape(n_boot, k, k).astype(float)
+    rows = len(idx)
+    codes = (labels[idx] * k + pred[idx]) + (np.arange(rows)[:, None] * k * k)
+    return np.bincount(codes.ravel(), minlength=rows * k * k).reshape(rows, k, k).astype(float)
 
 
 def f1_of_confusions(cm: np.ndarray) -> np.ndarray:
@@ -289,13 +410,16 @@ METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
 
 def ci95(labels: np.ndarray, probs: np.ndarray, n_boot: int = 2000, seed: int = 0) -> dict:
     """Every metric's point estimate and 95% interval: ``{name: {"value", "low", "high",
-    "method"}}``; accuracy also by Wilson, a binary AUROC also by DeLong."""
+    "method", "redrawn"}}`` (``redrawn``: undefined resamples replaced; a ``note`` and NaN bounds
+    where the metric is defined on too few resamples); accuracy also by Wilson, a binary AUROC
+    also by DeLong. A run's evaluation never fails on an interval, hence the note, not an error."""
     labels, probs = np.asarray(labels), np.asarray(probs, dtype=np.float64)
-    out: dict = {}
-    for name, values in bootstrap_all(labels, probs, n_boot, seed).items():
-        low, high = _percentiles(values)
-        out[name] = {"value": METRICS[name](labels, probs), "low": low, "high": high,
-                     "method": bootstrap_method(n_boot, seed)}
+    point = {name: fn(labels, probs) for name, fn in METRICS.items()}
+    boots = defined_values(lambda idx: metrics_on(labels, probs, idx), len(labels), n_boot, seed,
+                           names=[m for m, v in point.items() if not math.isnan(v)])
+    empty = BootstrapValues(np.full(n_boot, np.nan), 0, n_boot)
+    out: dict = {name: _entry(name, value, boots.get(name, empty), bootstrap_method(n_boot, seed))
+                 for name, value in point.items()}
     k = int((probs.argmax(1) == labels).sum())
     low, high = wilson(k, len(labels))
     out["accuracy_wilson"] = {"value": k / len(labels), "low": low, "high": high,
@@ -317,7 +441,10 @@ def paired_difference(labels: np.ndarray, probs_a: np.ndarray, probs_b: np.ndarr
     """metric(A) - metric(B) on the same test images, with a paired percentile bootstrap: both
     models are scored on the same resamples, so an image that is hard for both cancels out and
     the interval is much narrower than two separate intervals suggest. An interval that excludes
-    0 says the difference is not a test-set accident (it says nothing about training seeds)."""
+    0 says the difference is not a test-set accident (it says nothing about training seeds).
+    Resamples where the difference is undefined are redrawn (``redrawn`` counts them); NaN bounds
+    where it is undefined on the test set itself, an :class:`UndefinedMetricError` where it is
+    defined on too few resamples for an interval."""
     if metric not in METRICS:
         raise ValueError(f"unknown metric '{metric}'; known: {', '.join(METRICS)}")
     labels = np.asarray(labels)
@@ -325,12 +452,15 @@ def paired_difference(labels: np.ndarray, probs_a: np.ndarray, probs_b: np.ndarr
     if probs_a.shape != probs_b.shape or len(labels) != len(probs_a):
         raise ValueError(f"paired difference needs both models on the same images: shapes "
                          f"{probs_a.shape} and {probs_b.shape} for {len(labels)} labels")
-    diff = bootstrap_all(labels, probs_a, n_boot, seed)[metric] - \
-        bootstrap_all(labels, probs_b, n_boot, seed)[metric]
-    low, high = _percentiles(diff)
-    return {"value": METRICS[metric](labels, probs_a) - METRICS[metric](labels, probs_b),
-            "low": low, "high": high,
-            "method": f"paired percentile bootstrap, {n_boot} resamples, seed {seed}"}
+    value = METRICS[metric](labels, probs_a) - METRICS[metric](labels, probs_b)
+    method = f"paired percentile bootstrap, {n_boot} resamples, seed {seed}"
+    if math.isnan(value):  # undefined on the test set itself: on every resample too
+        return {"value": value, "low": math.nan, "high": math.nan, "method": method, "redrawn": 0}
+    boot = defined_values(lambda idx: {metric: metrics_on(labels, probs_a, idx)[metric]
+                                       - metrics_on(labels, probs_b, idx)[metric]},
+                          len(labels), n_boot, seed)[metric]
+    low, high = boot.interval(metric)  # too rare a class: a clear error, not a narrow interval
+    return {"value": value, "low": low, "high": high, "method": method, "redrawn": boot.redrawn}
 
 
 def run_paired_difference(run_a, run_b, metric: str = "auroc_macro", n_boot: int = 2000,
@@ -348,6 +478,11 @@ def run_paired_difference(run_a, run_b, metric: str = "auroc_macro", n_boot: int
 
 
 def format_ci(table: dict) -> str:
-    """One line per metric: value [low, high] and the method."""
+    """One line per metric: value [low, high], the method, and the redrawn resamples and note
+    where there are any (an interval on redrawn resamples says so where it is read)."""
+    def extra(c: dict) -> str:
+        redrawn = f", {c['redrawn']:,} undefined resamples redrawn" if c.get("redrawn") else ""
+        return redrawn + (f"; {c['note']}" if c.get("note") else "")
+
     return "\n".join(f"{name:>18}: {c['value']:.4f} [{c['low']:.4f}, {c['high']:.4f}]  "
-                     f"({c['method']})" for name, c in table.items())
+                     f"({c['method']}{extra(c)})" for name, c in table.items())
