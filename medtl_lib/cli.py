@@ -33,6 +33,7 @@ _HELP = {
     "schedule": "LR schedule (dual_monitor: seed 000's)",
     "select_by": "theta*: dual_monitor | val_loss | val_acc | val_macro_acc | val_auroc",
     "early_stop_patience": "end a stage after this many epochs without a better select_by value",
+    "select_ties": "of equally good epochs keep the first | last (seed 002's code)",
     "loss": "ce | weighted_ce",
     "threshold": "T of the dual monitor",
     "patience": "p of the dual monitor",
@@ -58,7 +59,7 @@ _HELP = {
 }
 #: RunConfig fields given as flags of another shape (below) or not on the command line
 _SPECIAL = {"augment", "cache_features", "strict", "strategy_args", "schedule_args", "out",
-            "allow_small_classes", "head_args"}
+            "allow_small_classes", "head_args", "dual_monitor_readings"}
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
@@ -85,6 +86,10 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--schedule-arg", dest="schedule_args", action="append", default=[],
                    metavar="KEY=VALUE", help="a schedule argument, repeatable (e.g. "
                    "--schedule-arg patience=5)")
+    p.add_argument("--dual-monitor-reading", dest="dual_monitor_readings", action="append",
+                   default=[], metavar="KEY=VALUE", help="a reading of the dual monitor's "
+                   "ambiguous rules, repeatable (e.g. best_train_acc=phase_a, the authors' code; "
+                   "see medtl_lib.training.dual_monitor.Readings)")
     p.add_argument("--no-augment", dest="augment", action="store_false",
                    help="train on the eval transform (no crop/flip); lets a frozen-backbone stage "
                    "cache features")
@@ -106,6 +111,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     d["strategy_args"] = parse_key_values(args.strategy_args, "--strategy-arg")
     d["schedule_args"] = parse_key_values(args.schedule_args, "--schedule-arg")
     d["head_args"] = parse_key_values(args.head_args, "--head-arg")
+    d["dual_monitor_readings"] = parse_key_values(args.dual_monitor_readings,
+                                                  "--dual-monitor-reading")
     return RunConfig.from_dict(d)
 
 

@@ -48,11 +48,13 @@ class RunConfig:
     schedule_args: dict = field(default_factory=dict)  # the schedule's own knobs (`medtl strategies`)
     select_by: str = "dual_monitor"  # which epoch's weights are kept: dual_monitor | val_loss | val_acc | val_macro_acc | val_auroc
     early_stop_patience: int | None = None  # stop a stage after this many epochs without a better select_by value
+    select_ties: str = "first"  # of equally good epochs keep the first | last (seed 002's code: acc >= best)
     loss: str = "ce"  # ce | weighted_ce (inverse class frequency / its minimum)
     threshold: float = 0.9  # T
     patience: int = 2  # p
     stop_patience: int = 2  # P
     factor: float = 0.5  # phi
+    dual_monitor_readings: dict = field(default_factory=dict)  # {} the kit's; e.g. {best_train_acc: phase_a}, the authors' code
     split: str = "stratified"  # stratified 0.8/0.1/0.1 | predefined (the dataset's own test folder)
     val_frac: float = 0.1
     test_frac: float = 0.1
@@ -131,6 +133,25 @@ class RunConfig:
                f"select_by='dual_monitor' needs schedule='dual_monitor' (the monitor decides "
                f"theta*); with schedule={self.schedule!r} use select_by=val_loss, val_acc, "
                "val_macro_acc or val_auroc")
+        from .training.dual_monitor import Readings
+        from .training.schedules import SELECT_TIES
+
+        _check(self.select_ties in SELECT_TIES,
+               f"select_ties must be one of {SELECT_TIES}, got {self.select_ties!r}")
+        _check(self.select_ties == "first" or self.select_by != "dual_monitor",
+               "select_ties applies to select_by=val_loss, val_acc, val_macro_acc or val_auroc; "
+               "with select_by='dual_monitor' the monitor's rules decide theta*")
+        _check(isinstance(self.dual_monitor_readings, dict),
+               "dual_monitor_readings must be a mapping, e.g. {best_train_acc: phase_a}")
+        try:
+            Readings(**self.dual_monitor_readings)
+        except (TypeError, ValueError) as exc:
+            from dataclasses import fields as dc_fields
+
+            raise ValueError(f"dual_monitor_readings: {exc} (readings: "
+                             f"{[f.name for f in dc_fields(Readings)]})") from None
+        _check(not self.dual_monitor_readings or self.schedule == "dual_monitor",
+               "dual_monitor_readings applies to schedule='dual_monitor'")
         _check(self.early_stop_patience is None or self.early_stop_patience >= 1,
                f"early_stop_patience must be >= 1, got {self.early_stop_patience}")
         _check(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}")

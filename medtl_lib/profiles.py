@@ -3,11 +3,41 @@
 ``bash run_all.sh [PROFILE|FILE.yaml] [--only PATTERN] [--dry-run]`` and
 ``medtl_lib.profiles.run_profile(...)`` are the same thing. Each training run (one dataset,
 model, strategy and seed) gets its own folder ``runs/<profile>/<run name>/`` holding the executed
-``03_train.ipynb`` and ``04_evaluate.ipynb`` next to the run's files; the profile folder gets the
-course notebooks and ``05_results`` with its HTML export; a profile with several strategies also
-gets ``07_strategies`` (one seed's runs side by side) and ``08_strategy_comparison`` (seed 001's
-table and claims); a profile with ``searches:`` gets ``10_representations`` in each FTL run's
-folder and ``09_truncation`` in each search's (seed 003).
+``03_train.ipynb`` and ``04_evaluate.ipynb`` next to the run's files; the profile folder gets
+``00_setup`` and ``01_data_exploration``, the profile's report notebooks (``reports:``, below) and
+last ``05_results``, whose HTML export is the results page ``results.html``.
+
+Report notebooks: ``reports:`` lists what runs after the training runs, by name or number::
+
+    reports: [11_cdtm, 12_cdtm_results]   # or [11, 12]
+
+==============================  =========  =================================================
+report                          paper      runs with
+==============================  =========  =================================================
+02_dual_monitor_walkthrough     seed 000   the first run (``walkthrough: simulated``: none)
+05_results                      seed 000   Table II (the page always runs 05, see below)
+06_leakage                      seed 000   the profile's ``leakage:`` section (required)
+07_strategies                   seed 001   the first run's seed, the profile's YAML
+08_strategy_comparison          seed 001   the profile folder
+09_truncation                   seed 003   each of ``searches:`` (required), in its folder
+10_representations              seed 003   each run of the first strategy (the FTL baseline)
+11_cdtm                         seed 002   the first run with ``head: cdtm`` (required)
+12_cdtm_results                 seed 002   the profile folder
+13_init_settings                seed 004   the profile folder (``settings:`` required)
+14_confidence_intervals         seed 004   the first run (and a sibling on its test images)
+==============================  =========  =================================================
+
+A plan runs the per-run and per-search ones first (10, 09), then the profile's in the table's
+order, and ``05_results`` always last: it builds the results page of every profile. Listing
+``05_results`` puts seed 000's Table II and its protocol section on that page; without it the
+page leaves them out (and 05's walkthrough and leakage sections without 02 and 06) and shows the
+listed reports' results instead (:func:`medtl_lib.evaluation.results_page.export_results_page`),
+so a seed 002 profile's page shows seed 002's tables. Without ``reports:``, ``paper: seed00N`` gives
+that paper's reports (:data:`PAPER_REPORTS`; 06 and 09 only where the profile has ``leakage:`` /
+``searches:``), and without either the profile's shape decides, as before the key existed: 02, 06
+with ``leakage:``, 05, 10 and 09 with ``searches:``, and 13 with ``settings:`` or 07 and 08 with
+several strategies. A name that is not a report notebook, a report whose inputs the profile lacks
+and a ``leakage:`` / ``searches:`` section that no listed report uses are errors.
 
 A run whose ``metrics.json`` says complete is skipped; an interrupted one is executed again and
 resumes from its last complete epoch; a failing one is reported and the others go on.
@@ -19,6 +49,7 @@ Profile format (YAML)::
     models: [resnet, vit_star]
     strategies: [full, lp_ft]      # default [full] (or [defaults.strategy])
     seeds: [0, 1, 2]               # default [defaults.seed], else [42]
+    reports: [07_strategies, 08_strategy_comparison]  # default: from paper:, else the shape
     defaults: {img_size: 224}      # RunConfig fields for every run
     overrides:                     # RunConfig fields for some runs
       vit_star: {batch_size: 16}
@@ -85,11 +116,27 @@ KERNEL = "python3"  # ipykernel's own kernel: present wherever ipykernel is inst
 RUN_FIELDS = {f.name for f in fields(RunConfig)}
 PROFILE_KEYS = ("name", "description", "synthetic", "datasets", "models", "strategies", "settings",
                 "seeds", "defaults", "overrides", "data_dirs", "walkthrough", "leakage", "twin",
-                "searches")
+                "searches", "paper", "reports")
 MERGED_FIELDS = ("strategy_args", "schedule_args")  # mappings merged key by key, not replaced
 MATRIX_FIELDS = ("dataset", "model", "strategy", "seed", "out")  # set per run by the matrix
 DEFAULT_STRATEGY = "full"
 DEFAULT_SEED = 42
+# The notebooks a profile may list in ``reports:``, in the order a plan runs them (per run and per
+# search first, then the profile's; 05_results, the results page, runs last whatever the list).
+REPORTS = ("10_representations", "09_truncation", "02_dual_monitor_walkthrough", "06_leakage",
+           "07_strategies", "08_strategy_comparison", "11_cdtm", "12_cdtm_results",
+           "13_init_settings", "14_confidence_intervals", "05_results")
+RESULTS_PAGE = "05_results"  # every plan ends with it: its HTML export is the results page
+EVERY_PLAN = ("00_setup", "01_data_exploration", "03_train", "04_evaluate")  # not reports
+# Each paper's report notebooks (``paper: seed00N`` without ``reports:``); 06 and 09 only where
+# the profile has ``leakage:`` / ``searches:``.
+PAPER_REPORTS: dict[str, tuple[str, ...]] = {
+    "seed000": ("02_dual_monitor_walkthrough", "06_leakage", "05_results"),
+    "seed001": ("07_strategies", "08_strategy_comparison"),
+    "seed002": ("11_cdtm", "12_cdtm_results"),
+    "seed003": ("10_representations", "09_truncation"),
+    "seed004": ("13_init_settings", "14_confidence_intervals"),
+}
 
 
 @dataclass
@@ -109,6 +156,8 @@ class Profile:
     twin: str = ""  # a profile of the same runs under another split protocol (05 shows both)
     settings: dict[str, dict] = field(default_factory=dict)  # named settings, when it has them
     searches: list["Search"] = field(default_factory=list)  # seed 003's cut searches
+    reports: list[str] = field(default_factory=lambda: [RESULTS_PAGE])  # in plan order
+    paper: str = ""  # seed00N when the profile says so (its default reports)
 
     @property
     def datasets(self) -> list[str]:
@@ -155,21 +204,28 @@ class Search:
 
 def _searches(spec: dict, runs: list[RunConfig], path: Path) -> list[Search]:
     """``searches: [ttl, lwft]``: each method once per run of the profile's first strategy (the
-    FTL baseline), in ``search_<method>__<run name>``."""
+    FTL baseline), in ``search_<method>__<run name>``. A mapping gives a method its own
+    strategy_args (``searches: {ttl: {}, lwft: {frozen_bn: train}}``): that search's base then
+    has the method as its strategy, and every candidate (``search_cut``) inherits the args."""
     methods = spec.get("searches") or []
     if not methods:
         return []
     from .search_cut import METHOD_ARG
 
-    if not isinstance(methods, list) or not set(methods) <= set(METHOD_ARG):
+    extra = methods if isinstance(methods, dict) else {}
+    if (not isinstance(methods, (list, dict)) or not set(methods) <= set(METHOD_ARG)
+            or not all(isinstance(v, dict) or v is None for v in extra.values())):
         raise ValueError(f"{path}: searches lists cut-search methods ({', '.join(METHOD_ARG)}), "
-                         f"got {methods!r}")
+                         f"or maps them to strategy_args, got {methods!r}")
     first = runs[0].strategy
     out = []
     for cfg in (r for r in runs if r.strategy == first):
         for method in methods:
             folder = Path(cfg.out).parent / f"search_{method}__{Path(cfg.out).name}"
-            out.append(Search(method, dataclasses.replace(cfg, out=str(folder))))
+            args = extra.get(method) or {}
+            base = (dataclasses.replace(cfg, out=str(folder), strategy=method, strategy_args=args)
+                    if args else dataclasses.replace(cfg, out=str(folder)))
+            out.append(Search(method, base))
     return out
 
 
@@ -253,6 +309,73 @@ def _axis(spec: dict, defaults: dict, key: str, field_name: str, default: Any,
     if not value:
         raise ValueError(f"{path}: '{key}' is empty")
     return value
+
+
+def report_name(value: Any) -> str | None:
+    """A report notebook's name from its name, its file name or its number ('12', 12), or None."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return None
+    text = str(value).strip().removesuffix(".ipynb")
+    for name in REPORTS:
+        if text == name or (text.isdigit() and text.zfill(2) == name[:2]):
+            return name
+    return None
+
+
+def _valid_reports() -> str:
+    return ", ".join(f"{n} ({n[:2]})" for n in sorted(REPORTS))
+
+
+def _reports(spec: dict, path: Path, runs: list[RunConfig], strategies: list[str],
+             settings: dict, has_leakage: bool, has_searches: bool) -> tuple[list[str], str]:
+    """(the profile's report notebooks in plan order, its paper or ''): ``reports:``, else the
+    paper's (``paper:``), else the profile's shape; each checked against what it needs."""
+    paper = spec.get("paper") or ""
+    if paper and (not isinstance(paper, str) or paper not in PAPER_REPORTS):
+        raise ValueError(f"{path}: 'paper' is one of {', '.join(PAPER_REPORTS)}, got {paper!r}")
+    if "reports" in spec:
+        listed = spec["reports"]
+        listed = [listed] if isinstance(listed, (str, int)) else listed
+        if not isinstance(listed, list) or not listed:
+            raise ValueError(f"{path}: 'reports' lists report notebooks, e.g. [12_cdtm_results] "
+                             f"or [12]; got {spec['reports']!r}. Valid: {_valid_reports()}")
+        chosen = []
+        for value in listed:
+            name = report_name(value)
+            if name is None:
+                text = str(value).strip().removesuffix(".ipynb")
+                always = text in EVERY_PLAN or (text.isdigit()
+                                                and text.zfill(2) in {n[:2] for n in EVERY_PLAN})
+                why = "runs in every plan, it is not a report" if always else "is not a report"
+                raise ValueError(f"{path}: reports: '{value}' {why}; valid reports (name or "
+                                 f"number): {_valid_reports()}")
+            if name in chosen:
+                raise ValueError(f"{path}: reports: '{name}' is listed twice")
+            chosen.append(name)
+    elif paper:
+        chosen = [n for n in PAPER_REPORTS[paper]
+                  if (n != "06_leakage" or has_leakage) and (n != "09_truncation" or has_searches)]
+    else:  # the profile's shape, as before the key existed
+        chosen = ["02_dual_monitor_walkthrough", RESULTS_PAGE]
+        chosen += ["06_leakage"] if has_leakage else []
+        chosen += ["10_representations", "09_truncation"] if has_searches else []
+        chosen += (["13_init_settings"] if settings else
+                   ["07_strategies", "08_strategy_comparison"] if len(strategies) > 1 else [])
+    needs = {"06_leakage": (has_leakage, "a 'leakage:' section (its parameters)"),
+             "09_truncation": (has_searches, "'searches:' (the cut searches it runs)"),
+             "11_cdtm": (any(r.head == "cdtm" for r in runs), "a run with 'head: cdtm'"),
+             "13_init_settings": (bool(settings), "'settings:' (seed 004's five settings)")}
+    for name, (ok, what) in needs.items():
+        if name in chosen and not ok:
+            raise ValueError(f"{path}: report {name} needs {what}, which this profile lacks")
+    unused = [(key, n) for key, n, have in (("leakage", "06_leakage", has_leakage),
+                                            ("searches", "09_truncation", has_searches))
+              if have and n not in chosen]
+    if unused:
+        key, name = unused[0]
+        raise ValueError(f"{path}: '{key}:' is for notebook {name}, which 'reports' does not "
+                         f"list: add {name} to it, or remove '{key}:'")
+    return [n for n in REPORTS if n in chosen], paper
 
 
 def _check_overrides(overrides: Any, datasets: list[str], models: list[str],
@@ -364,10 +487,13 @@ def load_profile(name_or_path: str | os.PathLike, runs_dir: str | os.PathLike = 
     if not isinstance(twin, str) or twin == name:
         raise ValueError(f"{path}: 'twin' names another profile (its runs folder sits beside "
                          f"this one), got {twin!r}")
+    searches = _searches(spec, runs, path)
+    reports, paper = _reports(spec, path, runs, strategies, settings, leakage is not None,
+                              bool(searches))
     return Profile(name, runs, out_root, spec.get("description", ""), synthetic, data_dirs,
                    walkthrough, leakage, list(strategies), list(seeds), legacy,
-                   str(path.resolve()), twin, settings=settings,
-                   searches=_searches(spec, runs, path))
+                   str(path.resolve()), twin, settings=settings, searches=searches,
+                   reports=reports, paper=paper)
 
 
 @dataclass
@@ -407,54 +533,71 @@ def plan(profile: Profile, only: str | None = None) -> list[Step]:
         steps.append(Step(f"{name}/04_evaluate", NOTEBOOKS / "04_evaluate.ipynb",
                           out / "04_evaluate.ipynb", {"run_dir": str(out)},
                           done=lambda o=out: _complete(o) and (o / "04_evaluate.ipynb").is_file()))
-    first = Path(selected[0][1].out or "")
-    steps.append(Step("02_dual_monitor_walkthrough", NOTEBOOKS / "02_dual_monitor_walkthrough.ipynb",
-                      root / "02_dual_monitor_walkthrough.ipynb",
-                      {"run_dir": str(first) if profile.walkthrough == "recorded" else "",
-                       "static": True,
-                       "figure_out": str(root / "figures" / "walkthrough.png")}))
-    if profile.leakage is not None:
-        steps.append(Step("06_leakage", NOTEBOOKS / "06_leakage.ipynb", root / "06_leakage.ipynb",
-                          {**profile.leakage, "figures_dir": str(root / "figures")}))
-    steps.append(Step("05_results", NOTEBOOKS / "05_results.ipynb", root / "05_results.ipynb",
-                      {"profile_dir": str(root), "figures_dir": str(root / "figures"),
-                       "profile_name": profile.name, "description": profile.description,
-                       "synthetic": bool(profile.synthetic), "page_dir": str(root),
-                       "twin_dir": str(root.parent / profile.twin) if profile.twin else ""}))
-    searched = {s.folder.name.split("__", 1)[1] for s in profile.searches}
-    for name, cfg in selected:  # seed 003: what fine-tuning changed in each FTL run (SVCCA, Fig. 4)
-        if name in searched:
-            out = Path(cfg.out or "")
-            steps.append(Step(f"{name}/10_representations", NOTEBOOKS / "10_representations.ipynb",
-                              out / "10_representations.ipynb",
-                              {"run_dir": str(out), "figures_dir": str(out / "figures")},
-                              done=lambda o=out: (o / "10_representations.ipynb").is_file()))
-    for search in profile.searches:  # seed 003: each cut search, run (or resumed) by notebook 09
-        if only and not fnmatch.fnmatch(search.name, only) and not any(
-                search.name.endswith(n) for n, _ in selected):
-            continue
-        base = {k: v for k, v in search.base.to_dict().items() if k != "out"}
-        steps.append(Step(f"{search.name}/09_truncation", NOTEBOOKS / "09_truncation.ipynb",
-                          search.folder / "09_truncation.ipynb",
-                          {"search_dir": str(search.folder), "method": search.method,
-                           "search_config": base,
-                           "figures_dir": str(search.folder / "figures")},
-                          done=lambda f=search.folder: (f / "search.json").is_file()
-                          and (f / "09_truncation.ipynb").is_file()))
-    if profile.settings:  # seed 004: initialisation x freezing settings, with intervals
-        steps.append(Step("13_init_settings", NOTEBOOKS / "13_init_settings.ipynb",
-                          root / "13_init_settings.ipynb",
-                          {"profile_dir": str(root), "figures_dir": str(root / "figures")}))
-    elif len(profile.strategies) > 1:  # seed 001: the strategies side by side, then compared
-        steps.append(Step("07_strategies", NOTEBOOKS / "07_strategies.ipynb",
-                          root / "07_strategies.ipynb",
-                          {"profile": profile.source, "runs_dir": str(root.parent),
-                           "seed": selected[0][1].seed, "train_missing": False,
-                           "figures_dir": str(root / "figures")}))
-        steps.append(Step("08_strategy_comparison", NOTEBOOKS / "08_strategy_comparison.ipynb",
-                          root / "08_strategy_comparison.ipynb",
-                          {"profile_dir": str(root), "figures_dir": str(root / "figures")}))
+    for name in [n for n in profile.reports if n != RESULTS_PAGE] + [RESULTS_PAGE]:
+        steps += _report_steps(profile, name, selected, only)  # the results page last, always
     return steps
+
+
+def _report_steps(profile: Profile, report: str, selected: list[tuple[str, RunConfig]],
+                  only: str | None) -> list[Step]:
+    """The steps of one report notebook of the plan (several for 09 and 10: one per search or
+    run); what each notebook needs is in the module doc's table."""
+    root = profile.out_root
+    figures = str(root / "figures")
+    first = Path(selected[0][1].out or "")
+
+    def step(parameters: dict[str, Any]) -> list[Step]:
+        return [Step(report, NOTEBOOKS / f"{report}.ipynb", root / f"{report}.ipynb", parameters)]
+
+    if report == "10_representations":  # seed 003: what fine-tuning changed in each FTL run
+        baseline = profile.runs[0].strategy
+        out = []
+        for name, cfg in selected:
+            if cfg.strategy == baseline:
+                run = Path(cfg.out or "")
+                out.append(Step(f"{name}/{report}", NOTEBOOKS / f"{report}.ipynb",
+                                run / f"{report}.ipynb",
+                                {"run_dir": str(run), "figures_dir": str(run / "figures")},
+                                done=lambda o=run: (o / f"{report}.ipynb").is_file()))
+        return out
+    if report == "09_truncation":  # seed 003: each cut search, run (or resumed) by notebook 09
+        out = []
+        for search in profile.searches:
+            if only and not fnmatch.fnmatch(search.name, only) and not any(
+                    search.name.endswith(n) for n, _ in selected):
+                continue
+            base = {k: v for k, v in search.base.to_dict().items() if k != "out"}
+            out.append(Step(f"{search.name}/{report}", NOTEBOOKS / f"{report}.ipynb",
+                            search.folder / f"{report}.ipynb",
+                            {"search_dir": str(search.folder), "method": search.method,
+                             "search_config": base,
+                             "figures_dir": str(search.folder / "figures")},
+                            done=lambda f=search.folder: (f / "search.json").is_file()
+                            and (f / f"{report}.ipynb").is_file()))
+        return out
+    if report == "02_dual_monitor_walkthrough":  # seed 000's Algorithm 1 on the first run
+        return step({"run_dir": str(first) if profile.walkthrough == "recorded" else "",
+                     "static": True, "figure_out": str(root / "figures" / "walkthrough.png")})
+    if report == "06_leakage":
+        return step({**(profile.leakage or {}), "figures_dir": figures})
+    if report == "07_strategies":  # seed 001: one seed's runs side by side
+        return step({"profile": profile.source, "runs_dir": str(root.parent),
+                     "seed": selected[0][1].seed, "train_missing": False,
+                     "figures_dir": figures})
+    if report == "11_cdtm":  # seed 002: the module opened up on a trained run (cdtm_lp first)
+        cdtm = ([cfg for _, cfg in selected if cfg.head == "cdtm"]
+                or [cfg for cfg in profile.runs if cfg.head == "cdtm"])
+        cdtm.sort(key=lambda cfg: cfg.strategy != "cdtm_lp")  # stable: plan order otherwise
+        return step({"run_dir": str(cdtm[0].out), "figures_dir": figures})
+    if report == "14_confidence_intervals":  # the first run; section 4 finds a sibling itself
+        return step({"run_dir": str(first), "run_dir_b": ""})
+    if report == RESULTS_PAGE:
+        return step({"profile_dir": str(root), "figures_dir": figures,
+                     "profile_name": profile.name, "description": profile.description,
+                     "synthetic": bool(profile.synthetic), "page_dir": str(root),
+                     "twin_dir": str(root.parent / profile.twin) if profile.twin else ""})
+    # 08, 12, 13: a table of the whole profile folder
+    return step({"profile_dir": str(root), "figures_dir": figures})
 
 
 def _complete(run_dir: Path) -> bool:
@@ -543,6 +686,10 @@ def run_profile(profile: Profile | str, only: str | None = None, dry_run: bool =
         profile = load_profile(profile)
     steps = plan(profile, only)
     log(f"profile '{profile.name}': {profile.shape()} -> {profile.out_root}")
+    log(f"reports: {', '.join(n for n in profile.reports if n != RESULTS_PAGE) or 'none'}; "
+        f"results page: {RESULTS_PAGE}"
+        + (" with seed 000's Table II" if RESULTS_PAGE in profile.reports else
+           ", showing these reports instead of seed 000's Table II"))
     if dry_run:
         width = max(50, *(len(s.name) + 1 for s in steps))
         for s in steps:
@@ -578,9 +725,9 @@ def run_profile(profile: Profile | str, only: str | None = None, dry_run: bool =
                     _export_step_html(s, log)
         _run_steps(after, len(steps), kernel, log, export_html, start=len(steps) - len(after))
     if export_html:
-        results = profile.out_root / "05_results.ipynb"
+        results = profile.out_root / f"{RESULTS_PAGE}.ipynb"
         if results.is_file():
-            html = export_html_report(results, profile.name)
+            html = export_html_report(results, profile.name, profile)
             log(f"results page: {html}")
     failed = [s for s in steps if s.status == "failed"]
     log(f"done: {sum(s.status == 'ok' for s in steps)} ran, "
@@ -687,13 +834,20 @@ def _export_step_html(step: Step, log: Callable[[str], None] = print) -> None:
         log(f"    no HTML copy of {step.output.name}: {_short_error(exc)}")
 
 
-def export_html_report(executed: Path, profile_name: str = "") -> Path:
+def export_html_report(executed: Path, profile_name: str = "",
+                       profile: Profile | None = None) -> Path:
     """Notebook 05's executed copy as ``results.html`` beside it: no code cells, titled
     '<profile> results', every figure embedded with its alt text and nothing loaded from
-    outside the file (medtl_lib.evaluation.results_page)."""
+    outside the file (medtl_lib.evaluation.results_page). With the ``profile``, the page shows
+    its report notebooks' results: seed 000's sections only where its reports list them, the
+    other papers' report notebooks (their executed copies, every run's) where Table II stands."""
     from .evaluation.results_page import export_results_page
 
-    return export_results_page(executed, profile_name)
+    if profile is None:
+        return export_results_page(executed, profile_name)
+    executed_reports = [s.output for s in plan(profile) if s.name.split("/")[-1] in
+                        profile.reports and s.output.is_file()]
+    return export_results_page(executed, profile_name, profile.reports, executed_reports)
 
 
 def _short_error(exc: Exception) -> str:

@@ -259,11 +259,11 @@ def train_run(cfg: RunConfig, progress: bool | None = None, log=print) -> RunRes
         model, strategy, dev, cfg.lr, cfg.epochs, cfg.optimizer, cfg.weight_decay, cfg.momentum,
         schedule_factory(cfg.schedule, cfg.schedule_args, threshold=cfg.threshold,
                          patience=cfg.patience, stop_patience=cfg.stop_patience,
-                         factor=cfg.factor),
+                         factor=cfg.factor, dual_monitor_readings=cfg.dual_monitor_readings),
         cfg.select_by, cfg.early_stop_patience,
         build_loss(cfg.loss, [int(counts.get(i, 0)) for i in range(len(index.class_names))]),
         ckpt_dir=out, progress=progress, callbacks=[lambda row: log(format_epoch(row))],
-        dist=dist)
+        dist=dist, select_ties=cfg.select_ties)
     log(f"{strategy.describe(model, cfg.epochs)}; compute: {trainer.describe_compute()}")
     fit = trainer.fit(seed=cfg.seed, inputs=inputs)
     if fit.resumed_from:

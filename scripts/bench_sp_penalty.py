@@ -40,8 +40,8 @@ def loop_terms(self, model):
     for n, ref in self.reference.items():
         back = back + norm(params[n] - ref)
     head = torch.zeros((), device=dev)
-    for n in self.head_names:
-        head = head + norm(params[n])
+    for n in self.head_names:  # beta/2 ||w||^2 for every -SP variant (Li et al., 2018)
+        head = head + params[n].pow(2).sum() / 2
     return back, head
 
 

@@ -732,3 +732,55 @@ def test_state_dict_round_trip_under_other_readings(name):
         assert decision_tuple(restored.step(acc, vl)) == decision_tuple(original.step(acc, vl))
         assert snapshot(restored) == snapshot(original)
     assert name in repr(original)
+
+
+# (d) the authors' code: best_train_acc moves only in phase A (training.py:102-103).
+# T=0.9, p=2, P=2, phi=0.5. A phase-B epoch at 0.95 train accuracy, then phase A again at 0.85:
+# under the text 0.85 < best 0.95 is no improvement (c=1); under the code best is still 0.80,
+# so 0.85 improves (c=0) and, with a better phase-A val loss, theta* is saved.
+CASE_BEST_TRAIN_ACC_PHASE_A = [
+    # acc   vloss   lr   save   stop   ph  c  s  best_acc bvA   bvB
+    (0.80, 0.50, 1.0, True, False, A, 0, 0, 0.80, 0.50, INF),
+    # e2: B; 0.40 < inf -> save, c=0; best_acc stays 0.80 (phase B does not raise it)
+    (0.95, 0.40, 1.0, True, False, B, 0, 0, 0.80, 0.50, 0.40),
+    # e3: A; 0.85 > 0.80 -> improved, c=0; 0.45 < bvA 0.50 -> save
+    (0.85, 0.45, 1.0, True, False, A, 0, 0, 0.85, 0.45, 0.40),
+]
+CASE_BEST_TRAIN_ACC_TEXT = [  # the same epochs under the kit's reading (the text)
+    (0.80, 0.50, 1.0, True, False, A, 0, 0, 0.80, 0.50, INF),
+    (0.95, 0.40, 1.0, True, False, B, 0, 0, 0.95, 0.50, 0.40),
+    (0.85, 0.45, 1.0, False, False, A, 1, 0, 0.95, 0.50, 0.40),
+]
+
+
+def test_best_train_acc_reading_of_the_authors_code():
+    run_trace(DualMonitor(readings=Readings(best_train_acc="phase_a")),
+              CASE_BEST_TRAIN_ACC_PHASE_A)
+    run_trace(DualMonitor(), CASE_BEST_TRAIN_ACC_TEXT)
+
+
+def test_readings_reach_a_run_through_run_config():
+    """Issue 27 (5): the readings are a RunConfig field that the trainer's schedule runs."""
+    from medtl_lib.config import RunConfig
+    from medtl_lib.training.schedules import EpochStats
+    from medtl_lib.training.trainer import schedule_factory
+    from medtl_lib.training.strategies import Stage
+
+    cfg = RunConfig(dual_monitor_readings={"best_train_acc": "phase_a"})
+    make = schedule_factory(cfg.schedule, cfg.schedule_args, threshold=cfg.threshold,
+                            patience=cfg.patience, stop_patience=cfg.stop_patience,
+                            factor=cfg.factor, dual_monitor_readings=cfg.dual_monitor_readings)
+    sched = make(Stage("train", 3))
+    saves = [sched.end_epoch(EpochStats(e, 0.0, acc, loss, 0.0)).save_best
+             for e, (acc, loss) in enumerate([(0.80, 0.50), (0.95, 0.40), (0.85, 0.45)])]
+    assert saves == [True, True, True]
+    assert sched.state_dict()["readings"]["best_train_acc"] == "phase_a"
+    default = schedule_factory("dual_monitor", {}, dual_monitor_readings={})(Stage("train", 3))
+    assert "readings" not in default.state_dict()  # seed 000's checkpoints stay as they were
+    with pytest.raises(ValueError, match="best_train_acc must be one of"):
+        RunConfig(dual_monitor_readings={"best_train_acc": "sometimes"})
+    with pytest.raises(ValueError, match="dual_monitor_readings: .*unexpected keyword"):
+        RunConfig(dual_monitor_readings={"best_acc": "phase_a"})
+    with pytest.raises(ValueError, match="applies to schedule='dual_monitor'"):
+        RunConfig(schedule="cosine", select_by="val_acc",
+                  dual_monitor_readings={"best_train_acc": "phase_a"})

@@ -193,6 +193,44 @@ def test_selector_rules():
     RunConfig(schedule="cosine", select_by="val_loss", early_stop_patience=3)
 
 
+def test_selector_ties_first_or_last():
+    """Issue 27 (2): seed 002's code keeps the last of equally good epochs (``acc >= best_acc``);
+    the kit's default keeps the first."""
+    accs = [0.5, 0.7, 0.7, 0.6, 0.7]
+    stats = [EpochStats(e, 1.0, 0.5, 1.0, a) for e, a in enumerate(accs)]
+    first = Selector("val_acc", early_stop_patience=2)
+    last = Selector("val_acc", early_stop_patience=2, ties="last")
+    assert [first.step(s, ScheduleDecision()) for s in stats[:4]] == [
+        (True, False), (True, False), (False, False), (False, True)]
+    assert [last.step(s, ScheduleDecision()) for s in stats] == [
+        (True, False), (True, False), (True, False), (False, False), (True, False)]
+    loss = Selector("val_loss", ties="last")
+    assert [loss.step(EpochStats(e, 1, 1, v, 0), ScheduleDecision())[0]
+            for e, v in enumerate([0.4, 0.4, 0.5])] == [True, True, False]
+    with pytest.raises(ValueError, match="select_ties must be one of"):
+        Selector("val_acc", ties="middle")
+    with pytest.raises(ValueError, match="select_ties applies to select_by"):
+        RunConfig(select_ties="last")
+    assert RunConfig(schedule="none", select_by="val_acc", select_ties="last").select_ties == "last"
+
+
+def test_trainer_keeps_the_last_tied_epoch(loaders):
+    """The trainer passes select_ties to its selector: at a tiny LR every epoch's validation
+    accuracy ties the first, so 'first' keeps epoch 1 and 'last' the final epoch."""
+    train, val = loaders
+    best = {}
+    for ties in ("first", "last"):
+        torch.manual_seed(0)
+        model, _ = create_model("test_resnet", 4, weights="none", img_size=32)
+        t = Trainer(model, get_strategy("linear_probe"), select_device("cpu"), lr=1e-30,
+                    epochs=3, schedules=schedule_factory("none", {}), select_by="val_acc",
+                    progress=False, select_ties=ties)
+        fit = t.fit(train, val)
+        assert fit.history["val_acc"].nunique() == 1  # the premise: three equal epochs
+        best[ties] = fit.best_epoch
+    assert best == {"first": 1, "last": 3}
+
+
 def test_weighted_ce():
     w = class_weights([100, 50, 25])
     assert w.tolist() == [1.0, 2.0, 4.0]

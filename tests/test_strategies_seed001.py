@@ -88,6 +88,48 @@ def test_gradual_default_step_and_discriminative_lrs():
     assert lrs["stem"] == pytest.approx(2.6 ** -4) and lrs["stage3"] == pytest.approx(1 / 2.6)
 
 
+@pytest.mark.parametrize("epochs,expected", [
+    (6, [0, 2, 4, 5, 7, 8]),  # seed001_cpu: 6 epochs, Lite0's 8 blocks -> all in the last epoch
+    (8, [0, 2, 3, 4, 5, 6, 7, 8]),
+    (1, [8]),  # one epoch: nothing to stage, every block trains
+    (30, [e // 3 for e in range(24)] + [8] * 6),  # E > K: one block every 30 // 9 = 3 epochs
+])
+def test_gradual_default_opens_every_block_within_the_run(epochs, expected):
+    """Issue 27 (1): with fewer epochs than blocks + 1 the old rule opened one block per epoch
+    and never reached the last blocks (5 of Lite0's 8 in seed001_cpu's 6 epochs)."""
+    s = get_strategy("gradual_fl")
+    s.stages(epochs)
+    assert [s.n_open(8, e) for e in range(epochs)] == expected
+
+
+def test_gradual_early_stopping_waits_until_every_block_trains(loaders):
+    """Issue 27 (1): early stopping (patience 1, a validation loss that cannot improve at a tiny
+    LR) is held until the first epoch in which every block trains, then ends the run."""
+    train, val = loaders
+    model = _model("resnet18")  # 5 blocks, 12 epochs: a new block every 2 epochs
+    t = Trainer(model, get_strategy("gradual_lf"), select_device("cpu"), lr=1e-30, epochs=12,
+                schedules=schedule_factory("none", {}), select_by="val_acc",
+                early_stop_patience=1, progress=False)
+    fit = t.fit(train, val)
+    h = fit.history
+    blocks = [g for g, _ in parameter_groups(model) if g != "head"]
+    assert t.strategy.complete_from(model, t.stages[0]) == 10
+    assert len(h) == 11 and fit.stopped_early  # epoch 11 is the first with all 5 blocks open
+    assert set(h["trainable_blocks"].iloc[-1].split("+")) == set(blocks) | {"head"}
+    held = h["stop_held"].tolist()
+    assert held[1] and not held[10]  # without the hold the run would have ended after epoch 2
+    assert h["stop"].tolist() == [False] * 10 + [True]
+
+
+def test_stop_hold_is_absent_for_strategies_that_do_not_grow(loaders):
+    train, val = loaders
+    t = Trainer(_model(), get_strategy("full"), select_device("cpu"), lr=1e-30, epochs=4,
+                schedules=schedule_factory("none", {}), select_by="val_acc",
+                early_stop_patience=1, progress=False)
+    h = t.fit(train, val).history
+    assert len(h) == 2 and "stop_held" not in h.columns
+
+
 def test_gradual_reset_optimizer_on_unfreeze(loaders):
     train, val = loaders
     t = _trainer("gradual_fl", {"unfreeze_every": 1, "reset_optimizer_on_unfreeze": True},
@@ -151,12 +193,11 @@ def test_sp_penalty_zero_with_zero_gradient_at_theta0(name, loaders):
     assert omega.item() == 0.0
     omega.backward()
     assert all(p.grad is None or not p.grad.any() for p in model.parameters())
-    # the head term is ||w||, not ||w - w0||: not zero at the start
+    # the head term is beta/2 ||w||^2 for both (Li et al. 2018), not ||w - w0||: not zero at start
     s = get_strategy(name, {"alpha": 0.0, "beta": 0.5})
     s.setup(model)
     w = model.head.weight.detach()
-    expected = 0.5 * ((w.pow(2).sum() + model.head.bias.pow(2).sum()) / 2 if name == "l2_sp"
-                      else w.abs().sum() + model.head.bias.abs().sum())
+    expected = 0.5 * (w.pow(2).sum() + model.head.bias.pow(2).sum()) / 2
     assert s.penalty(model).item() == pytest.approx(expected.item(), rel=1e-6)
 
 
@@ -182,7 +223,9 @@ def test_sp_penalty_after_a_step_matches_a_recomputation(scope, loaders):
 @pytest.mark.parametrize("name", ["l2_sp", "l1_sp"])
 def test_sp_fused_penalty_and_gradient_match_the_formula(name):
     """Omega and its gradient, tensor by tensor in float64, away from theta^0 and on a
-    channels_last model (strided weights): the fused norms must not reorder or miss a tensor."""
+    channels_last model (strided weights): the fused norms must not reorder or miss a tensor.
+    The pull towards theta^0 is alpha/2 ||w - w0||^2 (L2-SP) or alpha |w - w0|_1 (L1-SP); the
+    head's term is beta/2 ||w||^2 in both (Li, Grandvalet and Davoine, 2018)."""
     torch.manual_seed(0)
     model = _model().to(memory_format=torch.channels_last)
     s = get_strategy(name, {"alpha": 0.3, "beta": 0.05})
@@ -193,10 +236,12 @@ def test_sp_fused_penalty_and_gradient_match_the_formula(name):
             p.add_(torch.randn_like(p) * 0.01)
     omega = s.penalty(model)
     omega.backward()
-    want, l2 = 0.0, name == "l2_sp"
+    want = 0.0
     for n, p in model.named_parameters():
         w = p.detach().double()
-        d, k = (w, 0.05) if n.startswith("head.") else (w - theta0[n], 0.3)
+        head = n.startswith("head.")
+        d, k = (w, 0.05) if head else (w - theta0[n], 0.3)
+        l2 = head or name == "l2_sp"
         want += k * (float(d.pow(2).sum()) / 2 if l2 else float(d.abs().sum()))
         grad = k * (d if l2 else d.sign())
         assert torch.allclose(p.grad.double(), grad, rtol=1e-5, atol=1e-9), n

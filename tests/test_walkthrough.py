@@ -269,14 +269,14 @@ def test_reading_differences_lists_each_changed_decision() -> None:
 def test_replay_readings_and_cases_fall_back_to_a_curve_that_shows_them() -> None:
     typical = simulated_run(kind="typical")
     frames = replay_readings(typical["train_acc"], typical["val_loss"])
-    assert list(frames) == ["kit", "rule_b_best", "k_star", "c_at_switch"]
+    assert list(frames) == ["kit", "rule_b_best", "k_star", "c_at_switch", "best_train_acc"]
     # the default typical curve: no reading changes a decision ...
-    for name in ("rule_b_best", "k_star", "c_at_switch"):
+    for name in ("rule_b_best", "k_star", "c_at_switch", "best_train_acc"):
         assert reading_differences(frames["kit"], frames[name]).empty
     assert find_disagreement("k_star", kinds=["typical"], seeds=[0]) is None
     # ... so each case replays the first simulated curve where it does, and says which
     cases = open_reading_cases(typical["train_acc"], typical["val_loss"], "mine")
-    assert [c.name for c in cases] == ["rule_b_best", "k_star", "c_at_switch"]
+    assert [c.name for c in cases] == ["rule_b_best", "k_star", "c_at_switch", "best_train_acc"]
     for case in cases:
         assert not case.on_own_curve and case.curve.startswith("simulated '")
         assert len(case.differences) > 0

@@ -7,7 +7,10 @@ inlined by nbconvert already and every figure is a PNG output, i.e. a data URI. 
 each image the alt text the notebook attached to it (nbconvert's own template drops it).
 
 The page content itself is notebook 05's output; the helpers here write its header (which
-profile, when, on what data) and its links to every run's executed notebooks.
+profile, when, on what data) and its links to every run's executed notebooks. Notebook 05's
+Table II, leakage and walkthrough sections are seed 000's results: a profile whose ``reports:``
+leave out that paper's notebooks (05, 06, 02) gets a page without them, and the page shows its
+own report notebooks' results in their place (:func:`export_results_page`, :data:`PAGE_EXCERPTS`).
 """
 from __future__ import annotations
 
@@ -26,7 +29,26 @@ RESULTS_HTML = "results.html"
 RUN_NOTEBOOKS: tuple[str, ...] = ("03_train", "04_evaluate")
 COURSE_NOTEBOOKS: tuple[str, ...] = ("00_setup", "01_data_exploration",
                                      "02_dual_monitor_walkthrough", "06_leakage",
-                                     "07_strategies", "08_strategy_comparison")
+                                     "07_strategies", "08_strategy_comparison", "11_cdtm",
+                                     "12_cdtm_results", "13_init_settings",
+                                     "14_confidence_intervals")
+# Notebook 05's sections (by the start of their headings) that show the results of a seed 000
+# report notebook: left off the page of a profile whose reports do not list that notebook.
+SEED000_SECTIONS: dict[str, tuple[str, ...]] = {
+    "05_results": ("Table II", "Protocol"),
+    "06_leakage": ("Leakage",),
+    "02_dual_monitor_walkthrough": ("Algorithm 1",),
+}
+# What the results page shows of another paper's report notebook (by the start of its section
+# headings, a leading "2 · " ignored): None, every section before its exercises; a notebook not
+# named here (07, 11, 14: one run opened up, for teaching) is linked from the page, not shown.
+PAGE_EXCERPTS: dict[str, tuple[str, ...] | None] = {
+    "08_strategy_comparison": None,  # seed 001's table, every seed, against full, the claims
+    "09_truncation": ("Against full transfer",),  # seed 003: each search's cut against FTL
+    "10_representations": ("The coefficient curves",),  # seed 003's Fig. 4(i) per FTL run
+    "12_cdtm_results": None,  # seed 002's Tables VI-VIII, VII measured, Fig. 6, the F1
+    "13_init_settings": None,  # seed 004's model x setting, the gain, claims, size, ranks
+}
 FALLBACK_ALT = "figure of this notebook cell (it carries no description)"
 # Cells that teach rather than report (objectives, exercises, solutions): the course notebook
 # keeps them, the results page leaves them out.
@@ -105,17 +127,21 @@ def _exporter(exclude_input: bool, remove_tags: tuple[str, ...] = ()):
     return exporter
 
 
-def notebook_html(notebook: str | Path, title: str, exclude_input: bool = False,
-                  remove_tags: tuple[str, ...] = ()) -> str:
-    """An executed notebook as one self-contained HTML page (cells tagged with one of
-    ``remove_tags`` left out); raises if anything in it would still load from outside (a new
-    nbconvert template block, an output that links a script)."""
+def notebook_html(notebook, title: str, exclude_input: bool = False,
+                  remove_tags: tuple[str, ...] = (), folder: str | Path | None = None) -> str:
+    """An executed notebook (a path, or a notebook node whose relative links resolve against
+    ``folder``) as one self-contained HTML page (cells tagged with one of ``remove_tags`` left
+    out); raises if anything in it would still load from outside (a new nbconvert template
+    block, an output that links a script)."""
     import nbformat
 
-    nb = nbformat.read(str(notebook), as_version=4)
+    if isinstance(notebook, (str, os.PathLike)):
+        nb, folder = nbformat.read(str(notebook), as_version=4), Path(notebook).parent
+    else:
+        nb, notebook = notebook, f"the page in {folder}"
     nb.metadata["title"] = title
     body, _ = _exporter(exclude_input, remove_tags).from_notebook_node(
-        nb, resources={"metadata": {"path": str(Path(notebook).parent)}})
+        nb, resources={"metadata": {"path": str(folder or ".")}})
     outside = external_resources(body)
     if outside:
         raise RuntimeError(f"{notebook}: the HTML export would load {outside[:3]} from outside "
@@ -282,15 +308,170 @@ def profile_title(profile_name: str) -> str:
     return f"{profile_name} results"
 
 
-def export_results_page(executed: str | Path, profile_name: str = "") -> Path:
+def export_results_page(executed: str | Path, profile_name: str = "",
+                        reports: Iterable[str] | None = None,
+                        report_notebooks: Iterable[str | Path] = ()) -> Path:
     """Notebook 05's executed copy as ``results.html`` beside it: no code, nothing loaded from
-    outside, titled '<profile> results'."""
+    outside, titled '<profile> results'.
+
+    ``reports`` (the profile's report notebooks, ``Profile.reports``): notebook 05's sections of
+    a seed 000 report the profile does not list are left out (:data:`SEED000_SECTIONS`: Table II
+    and the protocol without ``05_results``, the leakage without ``06_leakage``, the walkthrough
+    without ``02_dual_monitor_walkthrough``), and the results of ``report_notebooks`` (executed
+    copies; :data:`PAGE_EXCERPTS` says what of each) take Table II's place, each headed by a link
+    to its whole executed copy. None: the page is notebook 05 as it ran."""
+    import nbformat
+
     executed = Path(executed)
     name = profile_name or _executed_parameter(executed, "profile_name") or executed.parent.name
     target = executed.parent / RESULTS_HTML
-    target.write_text(notebook_html(executed, profile_title(name), exclude_input=True,
-                                    remove_tags=PAGE_HIDDEN_TAGS), encoding="utf-8")
+    page = executed
+    if reports is not None:
+        page = compose_page(nbformat.read(str(executed), as_version=4), set(reports),
+                            [Path(p) for p in report_notebooks], executed.parent)
+    target.write_text(notebook_html(page, profile_title(name), exclude_input=True,
+                                    remove_tags=PAGE_HIDDEN_TAGS, folder=executed.parent),
+                      encoding="utf-8")
     return target
+
+
+_HEADING = re.compile(r"^(#{2,6})\s+(.*)")
+
+
+def _heading(cell) -> tuple[int, str] | None:
+    """(level, title) of a markdown cell that opens with a heading of level 2 or deeper; the
+    title without a leading section number ("2 · ")."""
+    if cell.get("cell_type") != "markdown":
+        return None
+    lines = cell.source.lstrip().splitlines()
+    m = _HEADING.match(lines[0]) if lines else None
+    if not m:
+        return None
+    return len(m.group(1)), re.sub(r"^\d+\s*·\s*", "", m.group(2)).strip()
+
+
+def _sections(cells: list) -> list[tuple[tuple[int, str] | None, list]]:
+    """The cells cut at every heading of level 2 or deeper: [(heading or None, cells)], the
+    cells before the first heading first (with heading None)."""
+    out: list[tuple[tuple[int, str] | None, list]] = [(None, [])]
+    for cell in cells:
+        head = _heading(cell)
+        if head is not None:
+            out.append((head, [cell]))
+        else:
+            out[-1][1].append(cell)
+    return out
+
+
+def _starts(title: str, prefixes: Iterable[str]) -> bool:
+    return any(title.lower().startswith(p.lower()) for p in prefixes)
+
+
+def _demoted(cell, levels: int):
+    """A copy of a markdown cell with its headings ``levels`` deeper (negative: higher), h2 to
+    h6."""
+    import copy
+
+    cell = copy.deepcopy(cell)
+    cell.source = re.sub(r"(?m)^(#{1,6})(?=\s)",
+                         lambda m: "#" * max(2, min(6, len(m.group(1)) + levels)), cell.source)
+    return cell
+
+
+def _title(executed: Path) -> str:
+    """A notebook's title, its first line without the '#': '12 · Seed 002's tables, ...'."""
+    import nbformat
+
+    nb = nbformat.read(str(executed), as_version=4)
+    first = nb.cells[0].source.strip().splitlines() if nb.cells else []
+    return re.sub(r"^#+\s*", "", first[0]) if first else executed.stem
+
+
+def report_excerpt(executed: Path, level: int = 3) -> list:
+    """The cells of an executed report notebook that the results page shows (the sections
+    :data:`PAGE_EXCERPTS` names, their headings at ``level``; none for a notebook not named
+    there or not executed)."""
+    import nbformat
+
+    stem = executed.stem
+    if stem not in PAGE_EXCERPTS or not executed.is_file():
+        return []
+    nb = nbformat.read(str(executed), as_version=4)
+    wanted, cells, chosen = PAGE_EXCERPTS[stem], [], []
+    for head, part in _sections(nb.cells):
+        if head is None:
+            if wanted is None:  # what the notebook shows before its first section (run counts)
+                cells += [c for c in part if c.cell_type == "code" and not {
+                    "parameters", "injected-parameters"} & set(c.metadata.get("tags", []))]
+            continue
+        if wanted is None and _starts(head[1], ("Exercise",)):
+            break
+        if wanted is None or _starts(head[1], wanted):
+            chosen.append((head[0], part))
+    shift = level - min((lvl for lvl, _ in chosen), default=level)  # the top one at ``level``
+    for _, part in chosen:
+        cells += [_demoted(c, shift) if c.cell_type == "markdown" else c for c in part]
+    return cells
+
+
+def reports_markdown_cells(report_notebooks: list[Path], page_dir: Path) -> list:
+    """The page's part for the profile's report notebooks: per notebook (in the given order) a
+    heading with its title and links to its executed copies, then its excerpt; a notebook run
+    once per run or search (09, 10) gets a sub-heading per folder."""
+    import nbformat
+
+    by_stem: dict[str, list[Path]] = {}
+    for path in report_notebooks:
+        if path.stem in PAGE_EXCERPTS and path.is_file():
+            by_stem.setdefault(path.stem, []).append(path)
+    cells = []
+    for stem, paths in by_stem.items():
+        per_folder = len(paths) > 1 or paths[0].parent != page_dir
+        links = ", ".join(notebook_link(p, page_dir).replace(f"[{stem}]", f"[{p.parent.name}]")
+                          if per_folder else notebook_link(p, page_dir) for p in paths)
+        cells.append(nbformat.v4.new_markdown_cell(
+            f"## {_title(paths[0])}\n\nNotebook {stem[:2]}'s results for this profile, from its "
+            f"executed cop{'ies' if len(paths) > 1 else 'y'} (the whole notebook: {links})."))
+        for path in paths:
+            if per_folder:
+                cells.append(nbformat.v4.new_markdown_cell(f"### `{path.parent.name}`"))
+            cells += report_excerpt(path, level=4 if per_folder else 3)
+    return cells
+
+
+def compose_page(nb, reports: set[str], report_notebooks: list[Path], page_dir: Path):
+    """Notebook 05's executed cells for a profile whose report notebooks are ``reports``: its
+    sections of seed 000 reports not among them left out, and the profile's report notebooks'
+    results (:func:`reports_markdown_cells`) where Table II stands: before 05's first section
+    after Table II and its protocol."""
+    import copy
+
+    import nbformat
+
+    drop = tuple(p for report, prefixes in SEED000_SECTIONS.items() if report not in reports
+                 for p in prefixes)
+    extra = reports_markdown_cells(report_notebooks, page_dir)
+    sections = _sections(nb.cells)
+    if not extra and not any(head and _starts(head[1], drop) for head, _ in sections):
+        return nb  # a seed 000 profile's page: notebook 05 as it ran
+    cells, placed, orphaned = [], not extra, False
+    for head, part in sections:
+        if (not placed and head is not None and head[0] == 2
+                and not _starts(head[1], SEED000_SECTIONS["05_results"])):
+            cells += extra
+            placed = True
+        if head is not None and head[0] == 2:
+            orphaned = _starts(head[1], drop)  # its kept subsections move up a level
+        if head is None or not _starts(head[1], drop):
+            cells += ([_demoted(part[0], -1), *part[1:]] if orphaned and head[0] > 2 else part)
+    if not placed:
+        cells += extra
+    page = nbformat.v4.new_notebook(metadata=copy.deepcopy(nb.metadata))
+    for i, cell in enumerate(cells):  # cells of several notebooks: fresh ids, no duplicates
+        cell = copy.deepcopy(cell)
+        cell["id"] = f"page-{i}"
+        page.cells.append(cell)
+    return page
 
 
 def _executed_parameter(executed: Path, name: str) -> str:

@@ -18,8 +18,8 @@ Two schedules are replayed on the same curves:
   :func:`plateau_lrs_torch` drives torch's own scheduler on the same losses so the notebook can
   show that the two agree.
 
-Three sentences of the paper allow two readings (see :class:`~medtl_lib.training.dual_monitor.
-Readings`). :func:`replay` takes ``readings=`` to replay a curve under the other one,
+Three sentences of the paper allow two readings, and the authors' code departs from the text in a
+fourth rule (see :class:`~medtl_lib.training.dual_monitor.Readings`). :func:`replay` takes ``readings=`` to replay a curve under the other one,
 :func:`replay_readings` replays all of them, and :func:`reading_differences` lists the epochs whose
 decisions differ, so the notebook can *show* what each reading changes instead of asserting one.
 """
@@ -394,7 +394,7 @@ def replay_readings(train_acc: Sequence[float], val_loss: Sequence[float],
     """The same curve under the kit's readings and under each other reading, one at a time.
 
     Keys: ``"kit"`` and the names of :data:`~medtl_lib.training.dual_monitor.READING_VALUES`
-    (``rule_b_best``, ``k_star``, ``c_at_switch``). One reading at a time, so any difference from
+    (``rule_b_best``, ``k_star``, ``c_at_switch``, ``best_train_acc``). One reading at a time, so any difference from
     ``"kit"`` is caused by that reading alone. ``params`` go to :func:`replay` (T, p, P, phi, lr).
     """
     frames = {"kit": replay(train_acc, val_loss, **params)}
@@ -465,7 +465,7 @@ class ReadingCase:
     """One open reading replayed against the kit's: on the student's curve when it changes a
     decision there, otherwise on the first simulated curve where it does (``curve`` says which)."""
 
-    name: str  # rule_b_best | k_star | c_at_switch
+    name: str  # rule_b_best | k_star | c_at_switch | best_train_acc
     label: str  # e.g. "k_star=argmin_val_loss"
     curve: str  # which curve the two replays ran on
     on_own_curve: bool  # True: the student's curve; False: a simulated one chosen to show it

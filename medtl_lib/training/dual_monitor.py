@@ -16,9 +16,12 @@ Three descriptions of this algorithm exist, and they do not agree:
   is readable (initial values, cut = ``alpha * phi``, ``s += 1``, stop when ``s >= P``, restore
   ``theta*``) it agrees with the text, and we take those parts from both.
 * **The authors' released code** updates the best training accuracy only while in the
-  training-accuracy phase. The text defines ``A_best^train`` as "the highest training accuracy
-  observed in all epochs" and ``max{A_1, ..., A_{n-1}}``; we follow the text, so epochs of the
-  validation-loss phase raise ``best_train_acc`` too (without touching ``c`` there).
+  training-accuracy phase (DangKhoaAI/TransferlearningMedicalImage, ``training.py:102-103``:
+  ``if epoch_train_acc > best_train_acc: best_train_acc = epoch_train_acc`` inside the
+  ``epoch_train_acc < threshold`` branch). The text defines ``A_best^train`` as "the highest
+  training accuracy observed in all epochs" and ``max{A_1, ..., A_{n-1}}``; we follow the text,
+  so epochs of the validation-loss phase raise ``best_train_acc`` too (without touching ``c``
+  there). ``Readings(best_train_acc="phase_a")`` runs the code's version (below).
 
 Rule by rule (T threshold, p patience, P stop patience, phi factor):
 
@@ -40,13 +43,15 @@ Rule by rule (T threshold, p patience, P stop patience, phi factor):
   reading (b), below).
 * NaN losses compare false, so a NaN validation loss is never an improvement.
 
-Three open readings, and the options that replay the other one
---------------------------------------------------------------
-Three of the choices above are readings of sentences that allow two, not facts. The kit's reading
-is the default of each field of :class:`Readings`; the other value is offered so that notebook 02
-can replay the same curve under it and show where the decisions differ. The trainer always runs
-the defaults (``DualMonitor(T, p, P, phi)`` without ``readings`` is bit-identical to the monitor
-before these options existed, ``state_dict`` included).
+Four readings, and the options that run the other one
+-----------------------------------------------------
+Three of the choices above are readings of sentences that allow two, not facts; the fourth is
+where the text and the authors' code disagree. The kit's reading is the default of each field of
+:class:`Readings`; the other value is offered so that notebook 02 can replay the same curve under
+it and show where the decisions differ, and so that a run can train under it
+(``RunConfig.dual_monitor_readings``, e.g. ``{best_train_acc: phase_a}`` for the code's). Without
+``readings`` the monitor is bit-identical to the monitor before these options existed,
+``state_dict`` included.
 
 * ``rule_b_best``: rule b compares with ``L_best^val``, which the text defines twice: as "the
   lowest validation loss observed when validation loss itself is the monitoring metric" (a phase-B
@@ -62,6 +67,9 @@ before these options existed, ``state_dict`` included).
   ``"keep"``: ``c`` carries over. The other reading, ``"reset"``: an epoch whose phase differs from
   the previous epoch's starts from ``c = 0`` (epochs without progress in phase A do not count
   against phase B, and vice versa).
+* ``best_train_acc``: default ``"all_epochs"`` (the text: the highest training accuracy of every
+  epoch). The code's reading, ``"phase_a"``: only phase-A epochs raise it, so after a phase-B
+  epoch with a high training accuracy, a later phase-A epoch can still count as an improvement.
 """
 from __future__ import annotations
 
@@ -77,12 +85,14 @@ READING_VALUES: dict[str, tuple[str, str]] = {
     "rule_b_best": ("phase_b", "all_epochs"),
     "k_star": ("last_saved", "argmin_val_loss"),
     "c_at_switch": ("keep", "reset"),
+    "best_train_acc": ("all_epochs", "phase_a"),
 }
 
 
 @dataclass(frozen=True)
 class Readings:
-    """How the monitor reads the three sentences of Section III.B that allow two readings.
+    """How the monitor reads the three sentences of Section III.B that allow two readings, and
+    the rule where the authors' code departs from the text.
 
     The defaults are the kit's readings (what the trainer runs); see the module docstring for what
     the paper says and what each value means. A frozen value object, so a replay can record which
@@ -92,6 +102,7 @@ class Readings:
     rule_b_best: str = "phase_b"  # or "all_epochs": rule b's best val loss over every epoch
     k_star: str = "last_saved"  # or "argmin_val_loss": keep the epoch of the lowest val loss
     c_at_switch: str = "keep"  # or "reset": c = 0 when the phase changes
+    best_train_acc: str = "all_epochs"  # or "phase_a": the authors' code (phase A raises it only)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -196,8 +207,10 @@ class DualMonitor:
             if improved:
                 self.best_val_loss = val_loss
                 save = True
-        # "the highest training accuracy observed in all epochs", whichever phase they were in.
-        self.best_train_acc = max(self.best_train_acc, train_acc)
+        # "the highest training accuracy observed in all epochs", whichever phase they were in
+        # (the authors' code: only in phase A)
+        if r.best_train_acc == "all_epochs" or phase == PHASE_TRAIN_ACC:
+            self.best_train_acc = max(self.best_train_acc, train_acc)
         if r.rule_b_best == "all_epochs" and val_loss < self.best_val_loss:
             self.best_val_loss = val_loss  # open reading (a): phase-A epochs set rule b's best too
         if r.k_star == "argmin_val_loss":

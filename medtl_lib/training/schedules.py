@@ -89,17 +89,20 @@ class NoSchedule(Schedule):
 
 @SCHEDULES.register
 class DualMonitorSchedule(Schedule):
-    """Seed 000's Algorithm 1; T, p, P, phi are the run's threshold/patience/stop_patience/factor."""
+    """Seed 000's Algorithm 1; T, p, P, phi are the run's threshold/patience/stop_patience/factor,
+    and ``dual_monitor_readings`` picks the readings of its ambiguous rules (dual_monitor.Readings)."""
 
     name = "dual_monitor"
     description = ("seed 000: train accuracy below T, else val loss; LR x phi after p bad epochs, "
                    "stop after P cuts (threshold, patience, stop_patience, factor)")
     columns = ("phase", "c", "s", "lr_factor")
-    run_fields = ("threshold", "patience", "stop_patience", "factor")
+    run_fields = ("threshold", "patience", "stop_patience", "factor", "dual_monitor_readings")
 
     def __init__(self, threshold: float = 0.9, patience: int = 2, stop_patience: int = 2,
-                 factor: float = 0.5) -> None:
-        self.monitor = DualMonitor(threshold, patience, stop_patience, factor)
+                 factor: float = 0.5, dual_monitor_readings: dict | None = None) -> None:
+        # no readings given: exactly the monitor (and checkpoint state) of the kit's readings
+        self.monitor = DualMonitor(threshold, patience, stop_patience, factor,
+                                   readings=dual_monitor_readings or None)
 
     def end_epoch(self, stats: EpochStats) -> ScheduleDecision:
         d = self.monitor.step(stats.train_acc, stats.val_loss)
@@ -229,18 +232,28 @@ SELECT_BY = {"dual_monitor": None, "val_loss": "min", "val_acc": "max", "val_mac
              "val_auroc": "max"}
 
 
+#: which of equally good epochs becomes theta*: the first (strictly better only; the kit's) or
+#: the last (better or equal: seed 002's code, ``acc >= best_acc`` in CDTM's train.py)
+SELECT_TIES = ("first", "last")
+
+
 class Selector:
     """Which epoch of a stage is theta*, and the early-stopping patience on that number.
 
-    An epoch is better only when strictly better (the first of equal epochs is kept). With
-    ``dual_monitor`` the schedule's own theta* rule decides; patience then counts the epochs since
-    the last save.
+    With ``ties='first'`` an epoch is better only when strictly better, so the first of equal
+    epochs is kept; ``ties='last'`` keeps the last of them (an equal epoch is saved, and also
+    resets the patience, as it does in seed 002's code). With 70-278 validation images equal
+    accuracies are common, and the choice moves stage 2's starting point. With ``dual_monitor``
+    the schedule's own theta* rule decides; patience then counts the epochs since the last save.
     """
 
-    def __init__(self, select_by: str = "dual_monitor", early_stop_patience: int | None = None):
+    def __init__(self, select_by: str = "dual_monitor", early_stop_patience: int | None = None,
+                 ties: str = "first"):
         if select_by not in SELECT_BY:
             raise ValueError(f"select_by must be one of {list(SELECT_BY)}, got {select_by!r}")
-        self.select_by, self.patience = select_by, early_stop_patience
+        if ties not in SELECT_TIES:
+            raise ValueError(f"select_ties must be one of {SELECT_TIES}, got {ties!r}")
+        self.select_by, self.patience, self.ties = select_by, early_stop_patience, ties
         self.best: float | None = None
         self.since_best = 0
 
@@ -257,6 +270,8 @@ class Selector:
                 save = False
             elif self.best is None:
                 save = True
+            elif self.ties == "last":
+                save = value <= self.best if mode == "min" else value >= self.best
             else:
                 save = value < self.best if mode == "min" else value > self.best
             if save:

@@ -19,7 +19,11 @@ and selector, and starts from the previous stage's best or last weights. Hooks, 
   set ``needs_gradients = True`` to get it;
 * ``penalty(model)``: an extra loss term;
 * ``state_dict()/load_state_dict()``: strategy state saved with every epoch checkpoint;
-* ``describe_epoch(model)``: extra history columns.
+* ``describe_epoch(model)``: extra history columns;
+* ``complete_from(model, stage)``: the first epoch of the stage in which every parameter it will
+  ever train does train. A strategy whose trainable set grows inside a stage (gradual unfreezing)
+  returns a later epoch, and the trainer holds the stage's stopping rules (early stopping, the
+  schedule's own) until that epoch has run, so such a run cannot end as a probe.
 
 During a stage, ``strategy.context`` (:class:`StageContext`) gives the hooks what the trainer
 uses: the stage, its base LR, its training batches, the device and the criterion (Auto-RGN draws
@@ -132,6 +136,11 @@ class Strategy:
 
     def describe_epoch(self, model: nn.Module) -> dict[str, Any]:
         return {}
+
+    def complete_from(self, model: nn.Module, stage: Stage) -> int:
+        """0-based epoch of ``stage`` from which its trainable set no longer grows; the trainer
+        lets no stopping rule end the stage before that epoch has run."""
+        return 0
 
     def state_dict(self) -> dict[str, Any]:
         return {}

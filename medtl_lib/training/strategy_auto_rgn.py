@@ -16,6 +16,16 @@ tensors are not in the optimizer and never change.
 The probe is side-effect free unless ``probe_side_effects``: it draws the first batches of the
 epoch's own shuffle order with every random state restored afterwards (so the epoch itself sees
 the same batches as without the probe), and BatchNorm running statistics are restored too.
+
+Train or eval mode (``bn_mode``), for the probe and the epoch alike. The reference code puts the
+model in train mode only when its config says ``train_mode: train`` (main.py:215-216,
+``if cfg.args.train_mode == "train": model.train()``); both of its configs say ``train_mode: eval``
+(config/cifar-10c.yaml:22, config/imagenet-c.yaml:22). Then nothing calls ``model.train()``: the
+model stays in the eval mode RobustBench's ``load_model`` returns it in, and from the second epoch
+on in the one its ``test()`` leaves (main.py:30, ``model.eval()``). So the reference's default
+probes and trains the *whole* network in eval mode: BatchNorm normalises with the pretrained
+running statistics and never updates them, and dropout is off. ``eval`` is that; ``train``
+(every module in train mode, the kit's behaviour before the option) is the default.
 """
 from __future__ import annotations
 
@@ -35,6 +45,7 @@ from .optim import rebuild_optimizer
 from .strategies import STRATEGIES, Stage, Strategy
 
 EXCLUDE = ("bn_substring", "norm_modules", "none")
+BN_MODES = ("train", "eval")
 NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
 
@@ -88,7 +99,11 @@ class AutoRGN(Strategy):
             Arg("keep_moments", "bool", False, "carry optimizer moments across epochs (the "
                 "reference code resets them)"),
             Arg("probe_side_effects", "bool", False, "let the probe update BatchNorm statistics "
-                "and random states, as iterating the training loader in the reference code does"))
+                "and random states, as iterating the training loader in the reference code does"),
+            Arg("bn_mode", "str", "train", "mode of the whole network in the probe and the "
+                "epoch: train (BatchNorm on batch statistics, running statistics updated, "
+                "dropout on) or eval (pretrained running statistics, never updated; dropout "
+                "off), the reference code's default train_mode", choices=BN_MODES))
 
     def __init__(self, **args: Any) -> None:
         super().__init__(**args)
@@ -107,7 +122,7 @@ class AutoRGN(Strategy):
         names = set(rgn_names(model, self.args["rgn_exclude"]))
         for n, p in model.named_parameters():
             p.requires_grad_(n in names)
-        model.train()  # as the reference: every BatchNorm keeps updating its statistics
+        model.train(self.args["bn_mode"] == "train")
 
     def optimizer_for_epoch(self, model: nn.Module, stage: Stage, epoch: int,
                             optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
@@ -131,7 +146,7 @@ class AutoRGN(Strategy):
         buffers = None if side_effects else {k: b.detach().clone()
                                              for k, b in model.named_buffers()}
         was_training = model.training
-        model.train()
+        model.train(self.args["bn_mode"] == "train")
         batches = 0
         guard = contextlib.nullcontext() if side_effects else \
             preserved_random_state(ctx.train_loader, dev)

@@ -6,7 +6,14 @@ pretrained values theta^0 instead, and only the new head, which has no starting 
 zero:
 
     L2-SP: Omega = alpha/2 * sum_B ||w - w0||^2 + beta/2 * sum_H ||w||^2
-    L1-SP: Omega = alpha   * sum_B |w - w0|_1   + beta   * sum_H |w|_1
+    L1-SP: Omega = alpha   * sum_B |w - w0|_1   + beta/2 * sum_H ||w||^2
+
+Only the pull towards theta^0 changes norm between the variants: the new head S̄ keeps the plain
+L2 term beta/2 ||w_S̄||^2 in each -SP penalty (Li et al., 2018, Section 3). The authors' code
+says the same: its L1-SP (holyseven/TransferLearningClassification, model/network_base.py:
+225-242, weight_decay_mode 4) is ``wd_rate * sum |v - w0|`` over the pretrained weights plus
+``wd_rate2 * tf.nn.l2_loss(v)`` (= sum v^2 / 2) over the new layers. (Spec 1.3.7 had
+beta * |w|_1, which the kit used before.)
 
 The optimizer's weight decay is off (Omega replaces it). theta^0 is copied once, in ``setup``, on
 the pretrained weights before any resume, so a resumed run penalises towards the same point.
@@ -59,7 +66,7 @@ class _SumOfNorms(torch.autograd.Function):
 
 
 class StartingPointPenalty(Strategy):
-    order = 2  # the norm of the penalty
+    order = 2  # the norm of the pull towards theta^0 (the head's term is always L2)
 
     args = (Arg("alpha", "float", 0.1, "weight of the pull towards the pretrained backbone",
                 minimum=0.0),
@@ -88,14 +95,15 @@ class StartingPointPenalty(Strategy):
                  "weight_decay": 0.0}]
 
     def terms(self, model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-        """(backbone term, head term), unweighted: sum of ||w - w0|| and of ||w|| as in Omega."""
+        """(backbone term, head term), unweighted as in Omega: sum of ||w - w0||^2 / 2 (L2-SP)
+        or |w - w0|_1 (L1-SP), and sum of ||w||^2 / 2 for the head in both."""
         params = dict(model.named_parameters())
         if not self.reference:
             raise RuntimeError(f"{self.name}: setup(model) must run before training (theta^0)")
         names = list(self.reference)
         back = _SumOfNorms.apply(self.order, [self.reference[n] for n in names],
                                  *[params[n] for n in names])
-        head = _SumOfNorms.apply(self.order, None, *[params[n] for n in self.head_names])
+        head = _SumOfNorms.apply(2, None, *[params[n] for n in self.head_names])
         return back, head
 
     def penalty(self, model: nn.Module) -> torch.Tensor | None:

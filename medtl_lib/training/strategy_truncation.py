@@ -5,9 +5,13 @@ layer-wise fine-tuning (LWFT), each defined by one cut point in timm naming.
   head train, as full fine-tuning does.
 * ``transfusion``: the stages from ``slim_from`` up keep their place but get half the channels and
   random weights (``slim``); the pretrained stages below and the head train together.
-* ``lwft``: nothing is deleted; the backbone below ``finetune_from`` is frozen (and in eval mode),
-  the rest trains at LR / ``base_lr_divisor`` and the head at LR, as the paper (head at eta, the
-  unfrozen layers at eta / 10).
+* ``lwft``: nothing is deleted; the backbone below ``finetune_from`` is frozen, the rest trains
+  at LR / ``base_lr_divisor`` and the head at LR, as the paper (head at eta, the unfrozen layers at
+  eta / 10). ``frozen_bn``: the frozen layers are in eval mode (``eval``, the default: their
+  BatchNorm statistics stay the pretrained ones), or, as the authors' code, in train mode
+  (``train``): sun-umn/TTL freezes with ``requires_grad = False`` (utils/models.py:322-324) and
+  calls ``model.train()`` on the whole network every epoch (main.py:202), so the frozen layers'
+  weights never move while their BatchNorm running statistics follow the new data.
 
 The cut points are the spec's (Section 3.1): ResNet ``stem``, ``layer3`` or ``layer3.1``;
 DenseNet ``features.transition2``; EfficientNet ``blocks.4`` or ``blocks.4.1``.
@@ -18,6 +22,8 @@ from torch import nn
 
 from ..registry import Arg
 from .strategies import STRATEGIES, Stage, Strategy, head_names, set_trainable
+
+FROZEN_BN = ("eval", "train")
 
 
 @STRATEGIES.register
@@ -73,7 +79,11 @@ class LayerWiseFineTune(Strategy):
     description = "freeze below finetune_from; those layers at LR/base_lr_divisor, head at LR (seed 003)"
     args = (Arg("finetune_from", "str", "", "the first trained module, e.g. layer4, layer3.2, blocks.5"),
             Arg("base_lr_divisor", "float", 10.0, "the unfrozen backbone trains at LR / this",
-                minimum=1e-9))
+                minimum=1e-9),
+            Arg("frozen_bn", "str", "eval", "mode of the frozen layers: eval (BatchNorm keeps the "
+                "pretrained statistics) or train (their statistics follow the new data, as "
+                "model.train() in the authors' code; their weights still never move)",
+                choices=FROZEN_BN))
 
     def __init__(self, **args) -> None:
         super().__init__(**args)
@@ -94,3 +104,5 @@ class LayerWiseFineTune(Strategy):
 
     def on_epoch_start(self, model: nn.Module, stage: Stage, epoch: int) -> None:
         set_trainable(model, trained_from(model, self.args["finetune_from"]))
+        if self.args["frozen_bn"] == "train":  # requires_grad stays as set: only modes change
+            model.train()

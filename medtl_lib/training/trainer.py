@@ -17,7 +17,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -73,7 +73,7 @@ def dual_monitor_schedules(threshold: float = 0.9, patience: int = 2, stop_patie
     return lambda stage: DualMonitorSchedule(threshold, patience, stop_patience, factor)
 
 
-def schedule_factory(name: str, args: dict | None = None, **run_fields: float
+def schedule_factory(name: str, args: dict | None = None, **run_fields: Any
                      ) -> Callable[[Stage], Schedule]:
     """A fresh schedule per stage: the stage's own when it names one, else the run's.
     ``run_fields`` (e.g. the dual monitor's threshold, patience, stop_patience, factor) go to the
@@ -107,6 +107,7 @@ class Trainer:
     callbacks: list[Callable[[dict], None]] = field(default_factory=list)
     channels_last: bool | None = None  # None: on CUDA for convolutional models (see below)
     dist: Dist = field(default_factory=Dist)  # torchrun's world (medtl_lib.distributed)
+    select_ties: str = "first"  # which of equally good epochs is theta* (schedules.Selector)
 
     def __post_init__(self) -> None:
         self.model.to(self.device.device)
@@ -124,6 +125,7 @@ class Trainer:
         self.optimizer: torch.optim.Optimizer | None = None
         self._stage_index = 0
         self._lr_mult = 1.0  # the schedule's current multiplier of the stage's base LRs
+        self._hold_until = 0  # the stage's stopping rules wait for this epoch (complete_from)
         self._ddp: tuple[tuple, nn.Module] | None = None  # (what it wraps, the DDP wrapper)
 
     # ------------------------------------------------------------------ loop
@@ -201,7 +203,13 @@ class Trainer:
         scale = schedule.begin(base_lrs[0], stage.epochs, steps or 0)
         if scale is not None:
             self._set_scale(base_lrs, scale)
-        return schedule, Selector(self.select_by, self.early_stop_patience), base_lrs
+        self._hold_until = self.strategy.complete_from(self.model, stage)
+        if self._hold_until >= stage.epochs:
+            warnings.warn(f"strategy '{self.strategy.name}' trains its full set of parameters "
+                          f"from epoch {self._hold_until + 1} of stage '{stage.name}', which has "
+                          f"{stage.epochs}: some parameters never train", stacklevel=2)
+        return schedule, Selector(self.select_by, self.early_stop_patience,
+                                  self.select_ties), base_lrs
 
     def _run_epoch(self, stage: Stage, e: int, done_before: int, fwd_model: nn.Module,
                    train_loader: Iterable, val_loader: Iterable, seed: int, schedule: Schedule,
@@ -242,9 +250,13 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] *= decision.lr_factor
             self._lr_mult *= decision.lr_factor
+        stop = bool(decision.stop or stop_select)
+        # a stage whose trainable set still grows is not ended by a stopping rule (see
+        # Strategy.complete_from); the history says when one was held
+        held = {} if self._hold_until == 0 else {"stop_held": stop and e < self._hold_until}
         row = dict(epoch=epoch + 1, stage=stage.name, train_loss=train_loss, train_acc=train_acc,
                    val_loss=val.loss, val_acc=val.accuracy, lr=lr_now, **decision.columns,
-                   save_best=save, stop=bool(decision.stop or stop_select),
+                   **held, save_best=save, stop=stop and e >= self._hold_until,
                    trainable_params=trainable, lr_groups=lr_groups,
                    seconds=round(time.perf_counter() - t0, 2))
         row.update(self.strategy.describe_epoch(self.model))
