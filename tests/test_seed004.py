@@ -170,7 +170,9 @@ def test_profiles_with_settings_name_runs_by_setting(tmp_path):
     r = by_name["brain_tumor_mri__efficientnet_lite1__random_top__s1"]
     assert (r.weights, r.strategy, r.lr, r.img_size) == ("none", "top_layers", 1e-3, 128)
     steps = [s.name for s in profiles.plan(p)]
-    assert steps[-1] == "13_init_settings" and "07_strategies" not in steps
+    # seed 004's reports, then the results page last; no other paper's
+    assert steps[-3:] == ["13_init_settings", "14_confidence_intervals", "05_results"]
+    assert not {"02_dual_monitor_walkthrough", "07_strategies", "08_strategy_comparison"} & set(steps)
     binary = profiles.load_profile("seed004_binary_cpu", runs_dir=tmp_path)
     assert binary.shape() == "5 run(s) = 1 dataset x 1 model x 5 settings x 1 seed"
     # the binary check is the same protocol on another label set: same settings, same defaults
