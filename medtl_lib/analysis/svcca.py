@@ -50,23 +50,26 @@ def sum_threshold(s: np.ndarray, threshold: float = SUM_THRESHOLD) -> int:
     return len(s)
 
 
+def _check_mean(mean: str) -> None:
+    if mean not in MEANS:
+        raise ValueError(f"unknown SVCCA mean '{mean}'; known: {', '.join(MEANS)}")
+
+
 def summary_mean(s: np.ndarray, mean: str = "all", threshold: float = SUM_THRESHOLD) -> float:
     """One number for a coefficient vector: see :data:`MEANS`."""
+    _check_mean(mean)
     s = np.asarray(s, dtype=np.float64)
     if mean == "all":
         return float(s.mean())
-    if mean == "sum_threshold":
-        return float(s[:sum_threshold(s, threshold)].mean())
-    raise ValueError(f"unknown SVCCA mean '{mean}'; known: {', '.join(MEANS)}")
+    return float(s[:sum_threshold(s, threshold)].mean())
 
 
 def mean_label(mean: str = "all", threshold: float = SUM_THRESHOLD) -> str:
     """How a figure or table names its SVCCA number, so readers know which mean they compare."""
+    _check_mean(mean)
     if mean == "all":
         return "mean of all SVCCA coefficients"
-    if mean == "sum_threshold":
-        return f"mean SVCCA, coefficients holding {threshold:.0%} of the sum (google/svcca)"
-    raise ValueError(f"unknown SVCCA mean '{mean}'; known: {', '.join(MEANS)}")
+    return f"mean SVCCA, coefficients holding {threshold:.0%} of the sum (google/svcca)"
 
 
 @dataclass(frozen=True)
@@ -110,8 +113,7 @@ def svcca(a: np.ndarray, b: np.ndarray, keep: float = 0.99, mean: str = "all") -
     """SVCCA of two (n, features) arrays on the same n inputs (rows). ``mean``: what the result's
     ``.mean`` reports (:data:`MEANS`); "all" by default, which the kit's checks and its published
     baselines use; seed 003's figures ask for google/svcca's "sum_threshold"."""
-    if mean not in MEANS:
-        raise ValueError(f"unknown SVCCA mean '{mean}'; known: {', '.join(MEANS)}")
+    _check_mean(mean)
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if a.ndim != 2 or b.ndim != 2 or len(a) != len(b):
         raise ValueError(f"svcca needs two (n, features) arrays with the same n, got {a.shape} "

@@ -302,14 +302,6 @@ def bootstrap_settings(method: str | None, n_boot: int = 2000, seed: int = 0) ->
             int(found_seed.group(1)) if found_seed else seed)
 
 
-def resampled_confusions(labels: np.ndarray, pred: np.ndarray, k: int, n_boot: int = 2000,
-                         seed: int = 0) -> np.ndarray:
-    """(n_boot, k, k) confusion matrices of the bootstrap resamples of :func:`resamples` with
-    this seed, by one bincount: what every vectorised interval here is computed from."""
-    labels = np.asarray(labels, dtype=np.int64)
-    return _confusions_on(labels, pred, k, resamples(len(labels), n_boot, seed))
-
-
 def _confusions_on(labels: np.ndarray, pred: np.ndarray, k: int, idx: np.ndarray) -> np.ndarray:
     """(len(idx), k, k) confusion matrices of the resample rows of ``idx``, by one bincount."""
     labels, pred = np.asarray(labels, dtype=np.int64), np.asarray(pred, dtype=np.int64)

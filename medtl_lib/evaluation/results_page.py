@@ -378,25 +378,22 @@ def _demoted(cell, levels: int):
     return cell
 
 
-def _title(executed: Path) -> str:
+def _title(nb, fallback: str) -> str:
     """A notebook's title, its first line without the '#': '12 · Seed 002's tables, ...'."""
-    import nbformat
-
-    nb = nbformat.read(str(executed), as_version=4)
     first = nb.cells[0].source.strip().splitlines() if nb.cells else []
-    return re.sub(r"^#+\s*", "", first[0]) if first else executed.stem
+    return re.sub(r"^#+\s*", "", first[0]) if first else fallback
 
 
-def report_excerpt(executed: Path, level: int = 3) -> list:
+def report_excerpt(executed: Path, level: int = 3, nb=None) -> list:
     """The cells of an executed report notebook that the results page shows (the sections
     :data:`PAGE_EXCERPTS` names, their headings at ``level``; none for a notebook not named
-    there or not executed)."""
+    there or not executed). ``nb``: the notebook already read from ``executed``."""
     import nbformat
 
     stem = executed.stem
     if stem not in PAGE_EXCERPTS or not executed.is_file():
         return []
-    nb = nbformat.read(str(executed), as_version=4)
+    nb = nb if nb is not None else nbformat.read(str(executed), as_version=4)
     wanted, cells, chosen = PAGE_EXCERPTS[stem], [], []
     for head, part in _sections(nb.cells):
         if head is None:
@@ -426,16 +423,18 @@ def reports_markdown_cells(report_notebooks: list[Path], page_dir: Path) -> list
             by_stem.setdefault(path.stem, []).append(path)
     cells = []
     for stem, paths in by_stem.items():
+        nbs = [nbformat.read(str(p), as_version=4) for p in paths]  # each read once
         per_folder = len(paths) > 1 or paths[0].parent != page_dir
         links = ", ".join(notebook_link(p, page_dir).replace(f"[{stem}]", f"[{p.parent.name}]")
                           if per_folder else notebook_link(p, page_dir) for p in paths)
+        title = _title(nbs[0], stem)
         cells.append(nbformat.v4.new_markdown_cell(
-            f"## {_title(paths[0])}\n\nNotebook {stem[:2]}'s results for this profile, from its "
+            f"## {title}\n\nNotebook {stem[:2]}'s results for this profile, from its "
             f"executed cop{'ies' if len(paths) > 1 else 'y'} (the whole notebook: {links})."))
-        for path in paths:
+        for path, nb in zip(paths, nbs):
             if per_folder:
                 cells.append(nbformat.v4.new_markdown_cell(f"### `{path.parent.name}`"))
-            cells += report_excerpt(path, level=4 if per_folder else 3)
+            cells += report_excerpt(path, level=4 if per_folder else 3, nb=nb)
     return cells
 
 
