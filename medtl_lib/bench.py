@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import copy
-import json
 import statistics
 import time
 from pathlib import Path
@@ -15,11 +14,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from . import run_folder as rf
 from .config import RunConfig
 from .data.loaders import ImageDataset, build_transforms, make_loader
+from .data.prepare import prepare_data
 from .device import select_device, tune_cpu_allocator
 from .models.factory import create_model
-from .train_run import prepare_data
 from .training.strategies import get_strategy
 from .training.trainer import Trainer
 
@@ -57,7 +57,8 @@ def bench_train(dataset: str, model: str, data_dir: str | None = None, weights: 
 
     def kit() -> float:
         net.load_state_dict(init)
-        trainer = Trainer(net, get_strategy("full"), dev, lr=1e-3, epochs=1, progress=True)
+        trainer = Trainer(model=net, strategy=get_strategy("full"), device=dev, lr=1e-3,
+                          epochs=1, progress=True)
         trainer.train_epoch(warm)  # builds the first stage's optimizer, as fit does
         _sync(dev.device)
         t0 = time.perf_counter()
@@ -116,7 +117,8 @@ def _stage_bookkeeping_ms(net: nn.Module, dev, reps: int = 20) -> float:
     from .training.schedules import EpochStats
 
     state = copy.deepcopy(net.state_dict())
-    trainer = Trainer(net, get_strategy("full"), dev, lr=1e-3, epochs=1, progress=False)
+    trainer = Trainer(model=net, strategy=get_strategy("full"), device=dev, lr=1e-3, epochs=1,
+                      progress=False)
     times = []
     for i in range(reps):
         t0 = time.perf_counter()
@@ -260,7 +262,7 @@ def bench_memory(dataset: str, data_dir: str | None = None, fractions: tuple[flo
 
     import numpy as np
 
-    from .data.registry import get_spec
+    from .data.catalogue import get_spec
     from .data.index import build_index
     from .utils import medtl_cache_dir
 
@@ -298,7 +300,7 @@ def bench_memory(dataset: str, data_dir: str | None = None, fractions: tuple[flo
             if proc.returncode != 0:
                 raise RuntimeError(f"medtl train failed at fraction {frac}:\n{output[-3000:]}")
             caches = list((work / f"cache_{frac}" / "decoded").glob("*.npy"))
-            metrics = json.loads((work / f"run_{frac}" / "metrics.json").read_text())
+            metrics = rf.read_metrics(work / f"run_{frac}")
             rows.append({"fraction": frac, "images": len(picked),
                          "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),  # Linux: KiB
                          "cache_bytes": sum(c.stat().st_size for c in caches),

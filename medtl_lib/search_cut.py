@@ -5,7 +5,7 @@ neighbourhood is the kit's definition, as the paper leaves it open).
 Every candidate is a normal run folder under ``<out>/<method>__<point>`` (so a killed search resumes
 and a finished candidate is never trained twice); the choice is by validation macro AUROC, a tie
 going to the smaller model; only the chosen candidate's test metrics are reported, as selecting on
-test would leak. ``search.csv`` lists every candidate.
+test would leak. The search table lists every candidate.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from typing import Callable
 
 import pandas as pd
 
+from . import run_folder as rf
 from .config import RunConfig
 
 METHOD_ARG = {"ttl": "cut", "transfusion": "slim_from", "lwft": "finetune_from"}
@@ -77,7 +78,7 @@ def model_params(cfg: RunConfig, num_classes: int) -> int:
 
 def search_cut(base: RunConfig, method: str, out: str | Path, fine: bool = True,
                log: Callable[[str], None] = print) -> pd.DataFrame:
-    """Run the search; returns the candidates table (also written to ``<out>/search.csv``)."""
+    """Run the search; returns the candidates table (also written to the search folder)."""
     from .train_run import train_run
 
     if method not in METHOD_ARG:
@@ -112,9 +113,9 @@ def search_cut(base: RunConfig, method: str, out: str | Path, fine: bool = True,
     table = pd.DataFrame(rows)
     table["chosen"] = table["point"] == chosen["point"]
     out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "search.csv", index=False)
-    test = json.loads((Path(chosen["path"]) / "metrics.json").read_text())["test"]
-    (out / "search.json").write_text(json.dumps(
+    table.to_csv(out / rf.SEARCH_TABLE, index=False)
+    test = rf.read_metrics(chosen["path"])["test"]
+    (out / rf.SEARCH_CHOICE).write_text(json.dumps(
         {"method": method, "chosen": chosen["point"], "val_auroc": chosen["val_auroc"],
          "params": chosen["params"], "test": {k: test.get(k) for k in
                                               ("accuracy", "auroc_macro", "f1_macro", "ci95")}},

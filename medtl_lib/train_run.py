@@ -4,10 +4,8 @@ the saved result."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,48 +13,45 @@ import pandas as pd
 import torch
 import yaml
 
+from . import run_folder as rf
+from .checkpoint_files import PREVIOUS, forget, load_checkpoint, recorded, save_checkpoint, sha256
 from .config import RunConfig
-from .data.identity import (RunDataMismatchError, data_identity, describe_difference,
-                            save_identity, saved_identity)
+from .data.augmentations import NORMALIZATIONS
 from .data.cache import check_writable
-from .data.index import DataIndex, build_index
+from .data.catalogue import DatasetNotFoundError, get_spec
+from .data.identity import (
+    RunDataMismatchError,
+    data_identity,
+    describe_difference,
+    save_identity,
+    saved_identity,
+)
 from .data.loaders import run_loaders
-from .data.registry import DatasetNotFoundError, get_spec
-from .data.splits import (fold_split, grouped_split, load_split, predefined_split, save_split,
-                          stratified_split)
+from .data.prepare import prepare_data, small_classes
 from .device import select_device, tune_cpu_allocator
 from .distributed import init as init_dist
-from .evaluation.ci import ci95
-from .evaluation.metrics import classification_metrics, predictions_frame
 from .faults import point as fault_point
+from .intervals import ci95
+from .metrics import classification_metrics, predictions_frame
 from .models.factory import create_model, save_model_spec
-from .training.checkpoints import (PREVIOUS, forget, load_checkpoint, recorded,
-                                   save_checkpoint, sha256)
-from .training.features import (FeatureClassifier, extract_features, feature_cache_decision,
-                                feature_loader)
+from .training.features import (
+    FeatureClassifier,
+    extract_features,
+    feature_cache_decision,
+    feature_loader,
+)
 from .training.losses import build_loss
 from .training.strategies import get_strategy
 from .training.trainer import Trainer, schedule_factory
-from .utils import atomic_write, atomic_write_json, seed_everything
-
-
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+from .utils import seed_everything
 
 
 class RunConfigMismatchError(ValueError):
     """The run folder holds a run made with another configuration."""
 
 
-class SmallClassError(ValueError):
-    """A class has too few images to appear in every split."""
-
-
-#: files that show a run folder holds training progress (at least one finished epoch)
-PROGRESS_FILES = ("metrics.json", "history.csv", "last.pt", "best.pt")
-#: what an attempt writes before its first epoch; an attempt that failed there is started over
-ATTEMPT_FILES = ("config.yaml", "split.csv", "split_info.json", "duplicates.csv",
-                 "audit_summary.json", "model.json", "bad_files.csv", "data_identity.json")
+PROGRESS_FILES = rf.PROGRESS_FILES  # the run folder's lifecycle: medtl_lib.run_folder
+ATTEMPT_FILES = rf.ATTEMPT_FILES
 
 
 @dataclass
@@ -75,131 +70,6 @@ class RunResult:
                 f"stopped early: {m['stopped_early']}")
 
 
-def prepare_data(cfg: RunConfig, out: Path | None = None) -> DataIndex:
-    """Scan the dataset, apply the bad-file policy and attach a ``split`` column.
-
-    The split comes from, in order: the run folder's own split.csv (resume), ``cfg.split_csv``,
-    the dataset's test folder (``split='predefined'``), or the paper's stratified 0.8/0.1/0.1.
-    By default (``group_by='duplicates'``) every group of duplicate images stays inside one
-    split; the run folder records the grouping in split_info.json and the groups in
-    duplicates.csv and in split.csv's ``group`` column.
-    """
-    spec = get_spec(cfg.dataset)
-    root = spec.find(cfg.data_dir)
-    index = build_index(spec, root, decode=True)  # seconds for these sets; finds truncated files
-    if len(index.bad_files):
-        if out is not None:
-            atomic_write(out / "bad_files.csv", lambda p: index.bad_files.to_csv(p, index=False))
-        msg = (f"{len(index.bad_files)} unreadable image(s) in {root}, e.g. "
-               f"{index.bad_files.iloc[0]['path']}: {index.bad_files.iloc[0]['reason']}")
-        if cfg.strict:
-            raise ValueError(msg + ". Remove or fix them (medtl data check lists all), or run "
-                             "without --strict to skip them.")
-        warnings.warn(msg + (f"; skipped, listed in {out / 'bad_files.csv'}" if out else "; skipped"),
-                      stacklevel=2)
-    frame = index.frame
-    own = out / "split.csv" if out is not None else None
-    resuming = own is not None and own.is_file()
-    if resuming:
-        split = load_split(own, frame)
-    elif cfg.split_csv:
-        split = load_split(cfg.split_csv, frame)
-    else:
-        _check_splittable(frame, spec.test_folder if cfg.split == "predefined" else "")
-        groups = split_groups(index, cfg.group_by, out)
-        if groups is not None:
-            frame = frame.assign(group=groups)
-        if cfg.split == "folds":
-            if not spec.folds:
-                raise ValueError(f"dataset '{cfg.dataset}' has no folds of its paper; use "
-                                 "split='stratified' or 'predefined'")
-            n, state, val_fold, test_folds = spec.folds
-            split = fold_split(frame, n, state, val_fold, tuple(test_folds), groups)
-        elif cfg.split == "predefined":
-            if not spec.test_folder:
-                raise ValueError(f"dataset '{cfg.dataset}' has no predefined test folder; "
-                                 "use split='stratified'")
-            split = predefined_split(frame, spec.test_folder, cfg.val_frac, cfg.seed, groups)
-        elif groups is not None:
-            split = grouped_split(frame, groups, cfg.val_frac, cfg.test_frac, cfg.seed)
-        else:
-            split = stratified_split(frame, cfg.val_frac, cfg.test_frac, cfg.seed)
-        if out is not None:
-            info = _grouping_info(cfg.group_by, groups, split)
-            if spec.group_required and cfg.group_by != "none":
-                info["dataset_groups"] = "kept together (the dataset requires it: " \
-                    "several images of one lesion or patient)"
-            atomic_write_json(out / "split_info.json", info)
-    index.frame = frame.assign(split=split)
-    small = small_classes(index.frame, index.class_names)
-    if small and not cfg.allow_small_classes:
-        raise SmallClassError(
-            "too few images for a train / validation / test split: "
-            + "; ".join(f"class '{c}' ({n['total']} image(s): train {n['train']}, val "
-                        f"{n['val']}, test {n['test']})" for c, n in small.items())
-            + ". Every class needs at least one image in each split (with the 0.8/0.1/0.1 "
-            "split, about 10 images). Add images, remove the class folder, or pass "
-            "--allow-small-classes (allow_small_classes=True) to train anyway; the run then "
-            "records the classes in metrics.json and their test metrics mean little.")
-    if own is not None and not resuming:
-        save_split(index.frame, own)
-    return index
-
-
-def _check_splittable(frame: pd.DataFrame, test_folder: str) -> None:
-    """A class with one image cannot be stratified at all (sklearn would stop with a label
-    index); say which class, before any split is tried."""
-    part = frame
-    if test_folder:  # the predefined split draws validation images from the other folders
-        part = frame[frame["source_split"].str.lower() != test_folder.lower()]
-    counts = part["class_name"].value_counts()
-    lonely = [f"'{c}' ({int(n)} image)" for c, n in counts.items() if n < 2]
-    if lonely:
-        raise SmallClassError(
-            f"class {', '.join(lonely)} cannot be split into train, validation and test "
-            f"{'(outside the test folder) ' if test_folder else ''}with one image. Add images "
-            "(about 10 per class for the 0.8/0.1/0.1 split) or remove the class folder.")
-
-
-def small_classes(frame: pd.DataFrame, class_names: list[str]) -> dict[str, dict[str, int]]:
-    """Classes missing from the train, val or test split, with their counts per split."""
-    counts = pd.crosstab(frame["class_name"], frame["split"])
-    out = {}
-    for c in class_names:
-        n = {s: int(counts.loc[c, s]) if c in counts.index and s in counts.columns else 0
-             for s in ("train", "val", "test")}
-        if min(n.values()) == 0:
-            out[c] = {**n, "total": sum(n.values())}
-    return out
-
-
-def split_groups(index: DataIndex, group_by: str, out: Path | None = None) -> pd.Series | None:
-    """What must stay together in one split: copies of an image (exact or near duplicates, found
-    by the leakage audit) and, with 'patient' or for a dataset whose spec requires it
-    (HAM10000: one lesion, several images), everything of one patient or lesion. None for 'none' (the image-level split that leaks duplicates)."""
-    if group_by == "none":
-        return None
-    from .data.audit import audit_index, duplicate_groups, write_audit
-
-    keep = group_by == "patient" or index.spec.group_required  # e.g. HAM10000's lesions
-    base = index if keep else dataclasses.replace(
-        index, frame=index.frame.assign(group=index.frame["path"]))
-    audit = audit_index(base, progress=False)
-    if out is not None:
-        write_audit(audit, out)
-    return duplicate_groups(base, audit)
-
-
-def _grouping_info(group_by: str, groups: pd.Series | None, split: pd.Series) -> dict:
-    """Recorded with the run: which grouping made the split and how much it merged."""
-    info: dict = {"group_by": group_by, "splits": split.value_counts().to_dict()}
-    if groups is not None:
-        sizes = groups.value_counts()
-        info.update(groups=int(sizes.size), merged_groups=int((sizes > 1).sum()),
-                    images_in_merged_groups=int(sizes[sizes > 1].sum()))
-    return info
-
-
 def train_run(cfg: RunConfig, progress: bool | None = None, log=print) -> RunResult:
     """Train, evaluate and write everything into ``cfg.out``.
 
@@ -215,14 +85,14 @@ def train_run(cfg: RunConfig, progress: bool | None = None, log=print) -> RunRes
     dist = init_dist(cfg.device)  # a world of one outside torchrun
     if not dist.is_main:  # one voice and one writer: rank 0
         log, progress = (lambda *a, **k: None), False
-    with dist.main_first():  # rank 0 checks the folder and writes config.yaml; the others read
+    with dist.main_first():  # rank 0 checks the folder and writes the config; the others read
         done = _open_run(cfg, out, log) if dist.is_main else _load_complete(out, log)
     if dist.broadcast_object(done is not None):
         return done if done is not None else _load_complete(out, log)
     t_start = time.perf_counter()
     seed_everything(cfg.seed)
 
-    with dist.main_first():  # rank 0 splits (and audits); the others read its split.csv
+    with dist.main_first():  # rank 0 splits (and audits); the others read its split
         index = prepare_data(cfg, out)
     dev = select_device(cfg.device, cfg.amp)
     if dist.enabled and dev.device.type == "cuda":
@@ -233,8 +103,7 @@ def train_run(cfg: RunConfig, progress: bool | None = None, log=print) -> RunRes
     model, info = create_model(cfg.model, len(index.class_names), weights=cfg.weights,
                                img_size=cfg.img_size, pool=cfg.pool, head=cfg.head,
                                head_args=cfg.head_args, surgery=strategy.surgery())
-    if cfg.normalize == "clip":  # seed 002's code normalises every backbone's input as CLIP's
-        info.data_config.update(mean=CLIP_MEAN, std=CLIP_STD)
+    NORMALIZATIONS.get(cfg.normalize).apply(info.data_config)  # e.g. clip: seed 002's code
     log(f"data: {index.root} ({len(index.frame)} images, classes {index.class_names}); "
         f"split {index.frame['split'].value_counts().to_dict()}")
     log(f"model: {info.timm_name}, weights: {info.weights_source}; device: {dev.description}")
@@ -256,12 +125,15 @@ def train_run(cfg: RunConfig, progress: bool | None = None, log=print) -> RunRes
     inputs = StageInputsFactory(model, loaders, splits, cfg, dev, progress, log)
     counts = splits["train"]["label"].astype(int).value_counts()
     trainer = Trainer(
-        model, strategy, dev, cfg.lr, cfg.epochs, cfg.optimizer, cfg.weight_decay, cfg.momentum,
-        schedule_factory(cfg.schedule, cfg.schedule_args, threshold=cfg.threshold,
-                         patience=cfg.patience, stop_patience=cfg.stop_patience,
-                         factor=cfg.factor, dual_monitor_readings=cfg.dual_monitor_readings),
-        cfg.select_by, cfg.early_stop_patience,
-        build_loss(cfg.loss, [int(counts.get(i, 0)) for i in range(len(index.class_names))]),
+        model=model, strategy=strategy, device=dev, lr=cfg.lr, epochs=cfg.epochs,
+        optimizer_name=cfg.optimizer, weight_decay=cfg.weight_decay, momentum=cfg.momentum,
+        schedules=schedule_factory(cfg.schedule, cfg.schedule_args, threshold=cfg.threshold,
+                                   patience=cfg.patience, stop_patience=cfg.stop_patience,
+                                   factor=cfg.factor,
+                                   dual_monitor_readings=cfg.dual_monitor_readings),
+        select_by=cfg.select_by, early_stop_patience=cfg.early_stop_patience,
+        criterion=build_loss(cfg.loss,
+                             [int(counts.get(i, 0)) for i in range(len(index.class_names))]),
         ckpt_dir=out, progress=progress, callbacks=[lambda row: log(format_epoch(row))],
         dist=dist, select_ties=cfg.select_ties)
     log(f"{strategy.describe(model, cfg.epochs)}; compute: {trainer.describe_compute()}")
@@ -283,7 +155,7 @@ def train_run(cfg: RunConfig, progress: bool | None = None, log=print) -> RunRes
         if s == "test":  # 95% intervals (seeded bootstrap, Wilson, DeLong): evaluation.ci
             metrics[s]["ci95"] = ci95(ev.labels, ev.probs)
         preds = predictions_frame(splits[s]["path"].tolist(), ev.labels, ev.probs, index.class_names)
-        atomic_write(out / f"predictions_{s}.csv", lambda p, f=preds: f.to_csv(p, index=False))
+        rf.write_predictions(out, s, preds)
         fault_point("eval.split")
     hist = fit.history
     best_row = hist[hist["epoch"] == fit.best_epoch]
@@ -304,7 +176,7 @@ def train_run(cfg: RunConfig, progress: bool | None = None, log=print) -> RunRes
         seconds=round(time.perf_counter() - t_start, 1),
         status="complete",
     )
-    best = out / "best.pt"
+    best = out / rf.BEST
     state = load_checkpoint(best) if best.is_file() else {
         "model": {k: v.cpu() for k, v in trainer.model.state_dict().items()}, "epoch": None}
     state.update(timm_name=info.timm_name, class_names=index.class_names, img_size=cfg.img_size,
@@ -312,8 +184,8 @@ def train_run(cfg: RunConfig, progress: bool | None = None, log=print) -> RunRes
                               for k, v in info.data_config.items()})
     save_checkpoint(best, state)
     fault_point("run.complete")
-    atomic_write_json(out / "metrics.json", metrics)  # written last: it marks the run complete
-    forget(out, "last.pt", PREVIOUS["last.pt"])  # optimizer state is only needed to resume
+    rf.write_metrics(out, metrics)  # written last: it marks the run complete
+    forget(out, rf.LAST, PREVIOUS[rf.LAST])  # optimizer state is only needed to resume
     dist.barrier()  # the others wait for the finished folder before they exit
     result = RunResult(out, metrics, hist)
     log(result.summary())
@@ -322,7 +194,7 @@ def train_run(cfg: RunConfig, progress: bool | None = None, log=print) -> RunRes
 
 def _open_run(cfg: RunConfig, out: Path, log) -> RunResult | None:
     """Check the folder against this config and its data; the finished result when there is
-    one, else None after config.yaml is written (rank 0's part of starting a run)."""
+    one, else None after the config is written (rank 0's part of starting a run)."""
     check_writable(out, "the run folder", "or give another --out folder")
     _check_same_run(cfg, out, log)
     done = _load_complete(out, log)
@@ -337,9 +209,8 @@ def _open_run(cfg: RunConfig, out: Path, log) -> RunResult | None:
     if done is not None:
         log(f"{out}: already complete, nothing to do (delete the folder to run again).")
         return done
-    for stale in out.glob(".*.tmp"):  # a write cut short by a kill; never trusted, so removed
-        stale.unlink(missing_ok=True)
-    cfg.save(out / "config.yaml")
+    rf.remove_stale_writes(out)
+    rf.write_config(out, cfg)
     return None
 
 
@@ -408,8 +279,8 @@ class StageInputsFactory:
 def _check_weights(out: Path, log=print) -> None:
     """A finished run's theta*: its metrics stand on their own files, but damaged weights are
     said, so no one builds on them unknowingly."""
-    best = out / "best.pt"
-    known = recorded(out).get("best.pt")
+    best = out / rf.BEST
+    known = recorded(out).get(rf.BEST)
     if not best.is_file():
         log(f"warning: {best} is missing: the metrics stand, the trained weights are gone "
             "(delete the folder and rerun the command to train them again)")
@@ -418,28 +289,25 @@ def _check_weights(out: Path, log=print) -> None:
             "stand, the trained weights do not (delete the folder and rerun to train them again)")
 
 
-def has_progress(out: Path) -> bool:
-    """At least one finished epoch (or a finished run) is in the folder."""
-    return any((out / f).exists() for f in PROGRESS_FILES) or any(out.glob("best_*.pt"))
+has_progress = rf.has_progress
 
 
 def _start_over(out: Path, why: str, log) -> None:
     """An earlier attempt failed before its first epoch: nothing of value is in the folder, so
     its leftovers (config, split, audit) are removed and the new command starts afresh."""
     log(f"{out}: an earlier attempt ({why}) stopped before its first epoch; starting over")
-    for name in ATTEMPT_FILES:
-        (out / name).unlink(missing_ok=True)
+    rf.forget_attempt(out)
 
 
 def _check_same_run(cfg: RunConfig, out: Path, log=print) -> None:
-    saved = out / "config.yaml"
+    saved = out / rf.CONFIG
     if not saved.is_file():
         return
     try:
         old = RunConfig.load(saved).fingerprint()
     except (ValueError, TypeError, OSError, yaml.YAMLError) as exc:
         if not has_progress(out):
-            return _start_over(out, f"unreadable config.yaml: {exc}", log)
+            return _start_over(out, f"unreadable {rf.CONFIG}: {exc}", log)
         raise RunConfigMismatchError(f"{saved} cannot be read ({exc}); the folder holds "
                                      "training progress: repair the file or use a new --out "
                                      "folder") from None
@@ -473,12 +341,13 @@ def _check_same_data(cfg: RunConfig, out: Path, root: Path, log=print) -> None:
 
 
 def _load_complete(out: Path, log=print) -> RunResult | None:
-    mpath = out / "metrics.json"
-    if not mpath.is_file():
+    """The finished run's result, None when the folder holds none; a damaged metrics file is a
+    ValueError that names it (run_folder.read_json)."""
+    if not rf.path(out, rf.METRICS).is_file():
         return None
-    metrics = json.loads(mpath.read_text())
-    if metrics.get("status") != "complete":
+    metrics = rf.read_metrics(out)
+    if metrics.get("status") != rf.STATUS_COMPLETE:
         return None
     _check_weights(out, log)
-    hist = pd.read_csv(out / "history.csv") if (out / "history.csv").is_file() else pd.DataFrame()
+    hist = rf.read_history(out) if rf.path(out, rf.HISTORY).is_file() else pd.DataFrame()
     return RunResult(out, metrics, hist, skipped=True)

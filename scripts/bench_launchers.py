@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pandas as pd  # noqa: E402
 
-from medtl_lib import profiles  # noqa: E402
+from medtl_lib import orchestration as profiles  # noqa: E402
 
 COLUMNS = ["run", "status", "train_acc", "val_acc", "test_acc", "precision", "recall", "f1",
            "test_auroc_macro", "epochs_run", "best_epoch"]

@@ -93,7 +93,7 @@ def svcca_checks() -> None:
 
 
 def searches(root: Path) -> None:
-    from medtl_lib.evaluation.seed003 import search_summary
+    from medtl_lib.evaluation.paper003 import search_summary
 
     for found in sorted(root.glob("search_*__*/search.csv")):
         folder = found.parent

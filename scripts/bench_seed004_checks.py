@@ -19,7 +19,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from medtl_lib.evaluation.ci import auroc_macro, ci95, delong  # noqa: E402
+from medtl_lib.intervals import auroc_macro, ci95, delong  # noqa: E402
 
 
 def scores(n: int, seed: int, separation: float = 1.0, k: int = 2) -> tuple[np.ndarray, np.ndarray]:

@@ -35,7 +35,7 @@ def batches(run: Path, meta: dict) -> dict[str, list[tuple[torch.Tensor, torch.T
 
     from medtl_lib.config import RunConfig
     from medtl_lib.data.loaders import run_loaders
-    from medtl_lib.train_run import prepare_data
+    from medtl_lib.data.prepare import prepare_data
 
     cfg = RunConfig.load(run / "config.yaml")
     cfg = dataclasses.replace(cfg, split_csv=str(run / "split.csv"), out="")
@@ -73,8 +73,8 @@ def recalibrated(model: nn.Module, data: list) -> nn.Module:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from medtl_lib.checkpoint_files import load_checkpoint
     from medtl_lib.models.factory import load_run_model
-    from medtl_lib.training.checkpoints import load_checkpoint
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("run", help="a finished sft run folder (with best_lp.pt)")

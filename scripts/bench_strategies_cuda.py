@@ -36,7 +36,8 @@ def bench(model_name: str, strategy: str, batches: int, batch_size: int, device)
     y = torch.randint(0, 4, (batches * batch_size,))
     loader = DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=True,
                         generator=torch.Generator().manual_seed(0))
-    t = Trainer(model, get_strategy(strategy, ARGS.get(strategy, {})), device, lr=1e-3,
+    t = Trainer(model=model, strategy=get_strategy(strategy, ARGS.get(strategy, {})),
+                device=device, lr=1e-3,
                 epochs=3, optimizer_name="adam", schedules=schedule_factory("none", {}),
                 select_by="val_loss", progress=False)
     t.strategy.setup(t.model)

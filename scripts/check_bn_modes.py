@@ -32,9 +32,9 @@ FINETUNE_FROM = "blocks.5"  # LWFT: conv_stem, bn1 and blocks.0-4 frozen
 
 def loaders(size: int, n_per_class: int, batch: int) -> tuple:
     """The synthetic brain MRI stand-in's Training / Testing folders as train / val loaders."""
+    from medtl_lib.data.catalogue import get_spec
     from medtl_lib.data.index import build_index
     from medtl_lib.data.loaders import ImageDataset, build_transforms, make_loader
-    from medtl_lib.data.registry import get_spec
     from medtl_lib.data.synthetic import write_synthetic
     from medtl_lib.models.factory import create_model
 
@@ -71,7 +71,8 @@ def train(strategy: str, args: dict, data: tuple, weights: str, size: int,
     torch.manual_seed(0)
     model, _ = create_model(MODEL, 4, weights=weights, img_size=size)
     start = copy.deepcopy(model)
-    t = Trainer(model, get_strategy(strategy, args), select_device("cpu"), lr=1e-3,
+    t = Trainer(model=model, strategy=get_strategy(strategy, args), device=select_device("cpu"),
+                lr=1e-3,
                 epochs=epochs, schedules=schedule_factory("none", {}), select_by="val_loss",
                 progress=False)
     t.restore_best = lambda: False  # the last epoch's state, whatever validation says

@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["MEDTL_WORKDIR"] = str(work)  # before the kit is imported: kernels inherit it
     import papermill as pm
 
-    from medtl_lib.profiles import _kernel_manager
+    from medtl_lib.orchestration.notebooks import kernel_manager
 
     names = sorted(p.stem for p in (REPO / "notebooks").glob("*.ipynb"))
     if args.only:
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             pm.execute_notebook(str(REPO / "notebooks" / f"{name}.ipynb"),
                                 str(work / "executed" / f"{name}.ipynb"), cwd=str(cwd),
                                 kernel_name="python3", progress_bar=False,
-                                kernel_manager_class=_kernel_manager())
+                                kernel_manager_class=kernel_manager())
             status = "ok"
         except Exception as exc:  # report and go on
             status = f"FAILED: {getattr(exc, 'ename', type(exc).__name__)}: {getattr(exc, 'evalue', exc)}"

@@ -38,8 +38,8 @@ PER_IMAGE_PER_CORE = 650.0  # the per-image pipeline, img/s per loader process (
 
 
 def run_list(profile_name: str) -> list[dict]:
-    from medtl_lib import profiles
-    from medtl_lib.data.registry import get_spec
+    from medtl_lib import orchestration as profiles
+    from medtl_lib.data.catalogue import get_spec
 
     p = profiles.load_profile(profile_name, runs_dir="/tmp/unused", data_root="/tmp/unused")
     out = []

@@ -18,10 +18,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from medtl_lib.config import RunConfig  # noqa: E402
 from medtl_lib.data.loaders import run_loaders  # noqa: E402
+from medtl_lib.data.prepare import prepare_data  # noqa: E402
 from medtl_lib.device import select_device  # noqa: E402
 from medtl_lib.distributed import init, shutdown  # noqa: E402
 from medtl_lib.models.factory import create_model  # noqa: E402
-from medtl_lib.train_run import prepare_data  # noqa: E402
 from medtl_lib.training.strategies import get_strategy  # noqa: E402
 from medtl_lib.training.trainer import Trainer, schedule_factory  # noqa: E402
 from medtl_lib.utils import seed_everything  # noqa: E402
@@ -56,8 +56,8 @@ def main() -> None:
         with dist.main_first():
             loaders = run_loaders(cfg, index.root, index.frame, splits, info.data_config,
                                   dev.device, False, (dist.rank, dist.world_size))
-        trainer = Trainer(model, strategy, dev, cfg.lr, cfg.epochs, "adam",
-                          schedules=schedule_factory("none"), select_by="val_loss",
+        trainer = Trainer(model=model, strategy=strategy, device=dev, lr=cfg.lr, epochs=cfg.epochs,
+                          optimizer_name="adam", schedules=schedule_factory("none"), select_by="val_loss",
                           progress=False, dist=dist)
         # the last weights, not theta*: what the ranks hold after the last step
         trainer.restore_best = lambda: False

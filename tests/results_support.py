@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from medtl_lib.evaluation.ci import ci95
-from medtl_lib.evaluation.metrics import classification_metrics, predictions_frame
+from medtl_lib.intervals import ci95
+from medtl_lib.metrics import classification_metrics, predictions_frame
 
 BRAIN = ["glioma", "meningioma", "notumor", "pituitary"]
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The test command: creates/reuses ./.venv, installs what the tests need, runs pytest.
+# The test command: creates/reuses ./.venv, installs what the tests need, runs ruff, then pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/venv.sh test
@@ -23,4 +23,14 @@ if [ -z "${MEDTL_CHROMIUM:-}" ] && [ ! -x /usr/bin/chromium ] \
   fi
 fi
 
+# Lint first (seconds): pyflakes errors, pycodestyle, import order, as pyproject's [tool.ruff].
+# MEDTL_SKIP_LINT=1 skips it while iterating; CI never sets it.
+if [ "${MEDTL_SKIP_LINT:-0}" != 1 ]; then
+  echo "[medtl] ruff check medtl_lib tests scripts"
+  python -m ruff check medtl_lib tests scripts \
+    || { echo "[medtl] lint failed (python -m ruff check --fix medtl_lib tests scripts" \
+              "fixes most)" >&2; exit 1; }
+fi
+
+# The whole suite; arguments go to pytest, e.g. -m "not slow and not training" (tests/run_fast.sh).
 python -m pytest -q "$@"

@@ -14,7 +14,7 @@ SETTINGS = {"pretrained_frozen": ("auto", "linear_probe", 0.8), "pretrained_top"
 
 def fake_run(folder, model, weights, strategy, probs, labels, seed=1,
              dataset="chest_xray_pneumonia", classes=("NORMAL", "PNEUMONIA")):
-    from medtl_lib.evaluation.ci import ci95
+    from medtl_lib.intervals import ci95
 
     folder.mkdir(parents=True)
     (folder / "config.yaml").write_text(yaml.safe_dump(

@@ -20,7 +20,7 @@ from pathlib import Path
 
 @dataclass
 class SmokeRun:
-    profile: object  # medtl_lib.profiles.Profile
+    profile: object  # medtl_lib.orchestration.Profile
     steps: list = field(default_factory=list)  # profiles.Step, with status / error / seconds
     lines: list[str] = field(default_factory=list)  # run_profile's log
 
@@ -30,7 +30,7 @@ _CACHE: dict[str, SmokeRun] = {}
 
 def run_smoke_once(tmp_path_factory) -> SmokeRun:
     if "smoke" not in _CACHE:
-        from medtl_lib import profiles
+        from medtl_lib import orchestration as profiles
 
         fixed = os.environ.get("MEDTL_TEST_SMOKE_DIR", "").strip()
         if fixed:

@@ -17,11 +17,23 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from medtl_lib.data.audit import (DUPLICATE_COLUMNS, HAMMING_THRESHOLD, AuditResult, _hash_file,
-                                  _words, audit_dataset, audit_index, duplicate_groups,
-                                  format_summary, hamming, near_pairs, phash_image, write_audit)
+from medtl_lib.data.audit import (
+    DUPLICATE_COLUMNS,
+    HAMMING_THRESHOLD,
+    AuditResult,
+    _hash_file,
+    _words,
+    audit_dataset,
+    audit_index,
+    duplicate_groups,
+    format_summary,
+    hamming,
+    near_pairs,
+    phash_image,
+    write_audit,
+)
+from medtl_lib.data.catalogue import get_spec
 from medtl_lib.data.index import build_index
-from medtl_lib.data.registry import get_spec
 from medtl_lib.data.synthetic import write_synthetic
 
 TR, TE = "Training", "Testing"

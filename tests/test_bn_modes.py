@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from medtl_lib import profiles
+from medtl_lib import orchestration as profiles
 from medtl_lib.device import select_device
 from medtl_lib.models.factory import create_model
 from medtl_lib.training.strategies import get_strategy
@@ -27,7 +27,7 @@ def _model() -> nn.Module:
 
 def _fit(model: nn.Module, strategy: str, args: dict, loaders, epochs: int = 1) -> nn.Module:
     train, val = loaders
-    t = Trainer(model, get_strategy(strategy, args), select_device("cpu"), lr=1e-2,
+    t = Trainer(model=model, strategy=get_strategy(strategy, args), device=select_device("cpu"), lr=1e-2,
                 epochs=epochs, schedules=schedule_factory("none", {}), select_by="val_loss",
                 progress=False)
     t.fit(train, val)

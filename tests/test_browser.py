@@ -22,8 +22,13 @@ from urllib.parse import unquote, urlparse
 import nbformat
 import pytest
 
-from browser_support import (chromium_page, copy_course, jupyter_lab, require_chromium,
-                             require_playwright)
+from browser_support import (
+    chromium_page,
+    copy_course,
+    jupyter_lab,
+    require_chromium,
+    require_playwright,
+)
 from smoke_once import run_smoke_once
 
 NB02 = "02_dual_monitor_walkthrough.ipynb"

@@ -13,8 +13,14 @@ from scipy.stats import ks_2samp
 from torchvision import transforms as T
 
 from medtl_lib.data import cache as cache_mod
-from medtl_lib.data.cache import (CachedDataset, DecodedCache, build_cache, cache_key,
-                                  cached_loader, stored_size)
+from medtl_lib.data.cache import (
+    CachedDataset,
+    DecodedCache,
+    build_cache,
+    cache_key,
+    cached_loader,
+    stored_size,
+)
 from medtl_lib.data.gpu_aug import DeviceAugment
 from medtl_lib.data.images import BadImageError, is_image_file, load_rgb
 from medtl_lib.data.loaders import build_transforms

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from medtl_lib.evaluation.metrics import classification_metrics, f1_of_macro_pr
+from medtl_lib.metrics import classification_metrics, f1_of_macro_pr
 from medtl_lib.models.factory import create_model
 from medtl_lib.models.head_cdtm import CDTM
 
@@ -239,7 +239,7 @@ def test_cdtm_augmentation_needs_the_cached_pipeline():
 def test_paper_cells_beside_the_kits_with_the_papers_f1():
     import pandas as pd
 
-    from medtl_lib.evaluation.seed002 import TABLE_VI, side_by_side
+    from medtl_lib.evaluation.paper002 import TABLE_VI, side_by_side
 
     runs = pd.DataFrame({"model": ["vit_b_laion2b"] * 2, "strategy": ["sft"] * 2,
                          "status": ["complete"] * 2, "precision": [0.92, 0.94],
@@ -260,8 +260,8 @@ def test_paper_cells_beside_the_kits_with_the_papers_f1():
 def test_orderings_pair_the_seeds_and_say_when_one_fails(tmp_path):
     import yaml
 
+    from medtl_lib.evaluation.paper002 import orderings
     from medtl_lib.evaluation.report import collect_runs
-    from medtl_lib.evaluation.seed002 import orderings
     from results_support import BRAIN, write_run
 
     def run(strategy, seed, accuracy):
@@ -290,7 +290,7 @@ def test_orderings_pair_the_seeds_and_say_when_one_fails(tmp_path):
 
 
 def test_table_vii_measured_for_the_cdtm_rows():
-    from medtl_lib.evaluation.seed002 import table_vii_measured
+    from medtl_lib.evaluation.paper002 import table_vii_measured
 
     t = table_vii_measured(("ViT-B-CDTM-LP",))
     row = t.loc["ViT-B-CDTM-LP"]
@@ -317,8 +317,9 @@ def test_avg_raw_is_the_token_mean_without_convnexts_head_norm():
 
 def test_clip_normalisation_is_recorded_with_the_run(synth_root, tmp_path):
     from medtl_lib.config import RunConfig
+    from medtl_lib.data.augmentations import CLIP_MEAN, CLIP_STD
     from medtl_lib.models.factory import load_run_model
-    from medtl_lib.train_run import CLIP_MEAN, CLIP_STD, train_run
+    from medtl_lib.train_run import train_run
 
     data = synth_root("brain_tumor_mri", n_per_class=10, size=32)
     train_run(RunConfig(dataset="brain_tumor_mri", data_dir=str(data), model="test_resnet",

@@ -5,8 +5,16 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from medtl_lib.evaluation.ci import (accuracy, auroc_macro, bootstrap, ci95, delong,
-                                     sensitivity_macro, specificity_macro, wilson)
+from medtl_lib.intervals import (
+    accuracy,
+    auroc_macro,
+    bootstrap,
+    ci95,
+    delong,
+    sensitivity_macro,
+    specificity_macro,
+    wilson,
+)
 
 
 def _binary(n: int, seed: int = 0, separation: float = 1.0):
@@ -64,7 +72,7 @@ def test_macro_sensitivity_and_specificity_by_hand():
 
 @pytest.mark.parametrize("k", [2, 3])
 def test_the_vectorised_bootstrap_equals_one_resample_at_a_time(k):
-    from medtl_lib.evaluation.ci import METRICS, bootstrap_all
+    from medtl_lib.intervals import METRICS, bootstrap_all
 
     rng = np.random.default_rng(k)
     labels = rng.integers(0, k, 120)
@@ -99,7 +107,7 @@ def test_every_run_records_its_intervals_and_the_cli_recomputes_them(synth_root,
 
 
 def test_run_metrics_carry_macro_sensitivity_and_specificity():
-    from medtl_lib.evaluation.metrics import classification_metrics
+    from medtl_lib.metrics import classification_metrics
 
     labels = np.array([0, 0, 0, 1, 1, 2])
     probs = np.eye(3)[[0, 0, 1, 1, 2, 2]]
@@ -111,7 +119,7 @@ def test_run_metrics_carry_macro_sensitivity_and_specificity():
 def test_f1_macro_matches_sklearn():
     from sklearn.metrics import f1_score
 
-    from medtl_lib.evaluation.ci import f1_macro
+    from medtl_lib.intervals import f1_macro
 
     rng = np.random.default_rng(3)
     labels = rng.integers(0, 4, 300)
@@ -124,7 +132,7 @@ def test_f1_macro_matches_sklearn():
 def test_paired_difference_is_narrower_than_two_separate_intervals():
     """Two models that share most of their errors: the paired interval of the difference is far
     narrower than the separate intervals suggest; a model against itself gives exactly 0."""
-    from medtl_lib.evaluation.ci import ci95, paired_difference
+    from medtl_lib.intervals import ci95, paired_difference
 
     rng = np.random.default_rng(0)
     n = 400

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from medtl_lib.evaluation import ci
+from medtl_lib import intervals as ci
 
 
 def _scores(labels: np.ndarray, k: int, seed: int) -> np.ndarray:

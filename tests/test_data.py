@@ -10,12 +10,21 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from medtl_lib.data.catalogue import (
+    DatasetLayoutError,
+    DatasetNotFoundError,
+    breakhis_patient,
+    get_spec,
+)
 from medtl_lib.data.images import BadImageError, load_rgb
 from medtl_lib.data.index import build_index
-from medtl_lib.data.registry import (DatasetLayoutError, DatasetNotFoundError, breakhis_patient,
-                                     get_spec)
-from medtl_lib.data.splits import (grouped_split, load_split, predefined_split, save_split,
-                                   stratified_split)
+from medtl_lib.data.splits import (
+    grouped_split,
+    load_split,
+    predefined_split,
+    save_split,
+    stratified_split,
+)
 
 
 def _img(path: Path, mode: str = "RGB", size=(20, 20), color=128) -> Path:
@@ -328,7 +337,7 @@ def test_non_ascii_names_roundtrip(tmp_path):
 
 def test_breakhis_patient_grouping_keeps_patients_in_one_split(synth_root, tmp_path):
     from medtl_lib.config import RunConfig
-    from medtl_lib.train_run import prepare_data
+    from medtl_lib.data.prepare import prepare_data
 
     data = synth_root("breakhis_400x", n_per_class=40, size=32)
     cfg = RunConfig(dataset="breakhis_400x", data_dir=str(data), group_by="patient",

@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from medtl_lib.config import RunConfig
+from medtl_lib.data.catalogue import DatasetLayoutError, get_spec
 from medtl_lib.data.index import build_index
-from medtl_lib.data.registry import DatasetLayoutError, get_spec
-from medtl_lib.train_run import prepare_data
+from medtl_lib.data.prepare import prepare_data
 
 DX = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
 

@@ -6,10 +6,10 @@ import numpy as np
 from PIL import Image
 
 from medtl_lib.config import RunConfig
+from medtl_lib.data.catalogue import get_spec
 from medtl_lib.data.index import build_index
-from medtl_lib.data.registry import get_spec
+from medtl_lib.data.prepare import prepare_data
 from medtl_lib.data.splits import fold_split
-from medtl_lib.train_run import prepare_data
 
 COUNTS = {"ductal_carcinoma": ("DC", 896), "lobular_carcinoma": ("LC", 163),
           "mucinous_carcinoma": ("MC", 196), "papillary_carcinoma": ("PC", 135)}
@@ -73,9 +73,9 @@ def test_hcrf_keeps_140_per_class_skips_masks_and_uses_the_papers_four_folds(tmp
     from PIL import Image
 
     from medtl_lib.config import RunConfig
+    from medtl_lib.data.catalogue import get_spec
     from medtl_lib.data.index import build_index
-    from medtl_lib.data.registry import get_spec
-    from medtl_lib.train_run import prepare_data
+    from medtl_lib.data.prepare import prepare_data
 
     rng = np.random.default_rng(0)
     for cls, n in (("Normal", 150), ("Abnormal", 180)):

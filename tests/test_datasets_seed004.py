@@ -6,9 +6,9 @@ import numpy as np
 from PIL import Image
 
 from medtl_lib.config import RunConfig
+from medtl_lib.data.catalogue import get_spec
 from medtl_lib.data.index import build_index
-from medtl_lib.data.registry import get_spec
-from medtl_lib.train_run import prepare_data
+from medtl_lib.data.prepare import prepare_data
 
 
 def _jpg(path, seed):
@@ -25,8 +25,8 @@ def _chest(root):
                 _jpg(root / "chest_xray" / split / "PNEUMONIA" / f"person{p}_bacteria_{i}.jpeg", k)
                 _jpg(root / "chest_xray" / split / "NORMAL" / f"IM-{p:04d}-000{i}.jpeg", k + 1)
                 k += 2
-    _jpg(root / "chest_xray" / "train" / "NORMAL" / f"NORMAL2-IM-0427-0001.jpeg", k)
-    _jpg(root / "chest_xray" / "train" / "NORMAL" / f"NORMAL2-IM-0427-0002.jpeg", k + 1)
+    _jpg(root / "chest_xray" / "train" / "NORMAL" / "NORMAL2-IM-0427-0001.jpeg", k)
+    _jpg(root / "chest_xray" / "train" / "NORMAL" / "NORMAL2-IM-0427-0002.jpeg", k + 1)
 
 
 def test_chest_xray_patients_come_from_the_file_names(tmp_path):

@@ -763,8 +763,8 @@ def test_readings_reach_a_run_through_run_config():
     """Issue 27 (5): the readings are a RunConfig field that the trainer's schedule runs."""
     from medtl_lib.config import RunConfig
     from medtl_lib.training.schedules import EpochStats
-    from medtl_lib.training.trainer import schedule_factory
     from medtl_lib.training.strategies import Stage
+    from medtl_lib.training.trainer import schedule_factory
 
     cfg = RunConfig(dual_monitor_readings={"best_train_acc": "phase_a"})
     make = schedule_factory(cfg.schedule, cfg.schedule_args, threshold=cfg.threshold,

@@ -19,10 +19,14 @@ from medtl_lib.models.factory import create_model, load_run_model
 from medtl_lib.registry import Arg
 from medtl_lib.training.losses import build_loss, class_weights
 from medtl_lib.training.optim import build_optimizer
-from medtl_lib.training.schedules import (SCHEDULES, EpochStats, Plateau, ScheduleDecision,
-                                          Selector)
-from medtl_lib.training.strategies import (STRATEGIES, Stage, Strategy, get_strategy,
-                                           strategies_table)
+from medtl_lib.training.schedules import SCHEDULES, EpochStats, Plateau, ScheduleDecision, Selector
+from medtl_lib.training.strategies import (
+    STRATEGIES,
+    Stage,
+    Strategy,
+    get_strategy,
+    strategies_table,
+)
 from medtl_lib.training.trainer import Trainer, schedule_factory
 
 
@@ -222,7 +226,7 @@ def test_trainer_keeps_the_last_tied_epoch(loaders):
     for ties in ("first", "last"):
         torch.manual_seed(0)
         model, _ = create_model("test_resnet", 4, weights="none", img_size=32)
-        t = Trainer(model, get_strategy("linear_probe"), select_device("cpu"), lr=1e-30,
+        t = Trainer(model=model, strategy=get_strategy("linear_probe"), device=select_device("cpu"), lr=1e-30,
                     epochs=3, schedules=schedule_factory("none", {}), select_by="val_acc",
                     progress=False, select_ties=ties)
         fit = t.fit(train, val)
@@ -277,7 +281,7 @@ def _lp_ft_trainer(ckpt_dir=None, **args):
     torch.manual_seed(0)
     model, _ = create_model("test_resnet", 4, weights="none", img_size=32)
     strategy = get_strategy("lp_ft", {"lp_epochs": 2, **args})
-    return Trainer(model, strategy, select_device("cpu"), lr=1e-2, epochs=4,
+    return Trainer(model=model, strategy=strategy, device=select_device("cpu"), lr=1e-2, epochs=4,
                    schedules=schedule_factory("none", {}), select_by="val_loss",
                    ckpt_dir=ckpt_dir, progress=False)
 
@@ -353,7 +357,7 @@ def test_schedule_columns_and_lr_through_the_trainer(loaders):
     train, val = loaders
     torch.manual_seed(0)
     model, _ = create_model("test_resnet", 4, weights="none", img_size=32)
-    t = Trainer(model, get_strategy("full"), select_device("cpu"), lr=0.1, epochs=3,
+    t = Trainer(model=model, strategy=get_strategy("full"), device=select_device("cpu"), lr=0.1, epochs=3,
                 optimizer_name="sgd", schedules=schedule_factory("cosine", {}),
                 select_by="val_acc", progress=False)
     h = t.fit(train, val).history
@@ -366,7 +370,7 @@ def test_per_step_schedule_sets_every_step(loaders):
     train, val = loaders
     torch.manual_seed(0)
     model, _ = create_model("test_resnet", 4, weights="none", img_size=32)
-    t = Trainer(model, get_strategy("full"), select_device("cpu"), lr=1.0, epochs=2,
+    t = Trainer(model=model, strategy=get_strategy("full"), device=select_device("cpu"), lr=1.0, epochs=2,
                 optimizer_name="sgd",
                 schedules=schedule_factory("warmup_cosine", {"warmup_epochs": 1}),
                 select_by="val_loss", progress=False)
@@ -490,7 +494,7 @@ def test_a_registered_strategy_gets_every_hook(hook_strategy, loaders, tmp_path)
     def trainer(alpha, ckpt):
         torch.manual_seed(0)
         model, _ = create_model("test_resnet", 4, weights="none", img_size=32)
-        return Trainer(model, get_strategy("test_hooks", {"alpha": alpha}), select_device("cpu"),
+        return Trainer(model=model, strategy=get_strategy("test_hooks", {"alpha": alpha}), device=select_device("cpu"),
                        lr=1e-2, epochs=2, schedules=schedule_factory("none", {}),
                        select_by="val_loss", ckpt_dir=ckpt, progress=False)
 
@@ -519,7 +523,7 @@ def test_resumes_a_checkpoint_written_before_stages(loaders, tmp_path):
     def trainer(ckpt):
         torch.manual_seed(0)
         model, _ = create_model("test_resnet", 4, weights="none", img_size=32)
-        return Trainer(model, get_strategy("full"), select_device("cpu"), lr=1e-2, epochs=3,
+        return Trainer(model=model, strategy=get_strategy("full"), device=select_device("cpu"), lr=1e-2, epochs=3,
                        ckpt_dir=ckpt, progress=False)
 
     ref = trainer(tmp_path / "ref").fit(train, val, seed=2)

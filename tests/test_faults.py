@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from medtl_lib.training.checkpoints import sha256
+from medtl_lib.checkpoint_files import sha256
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="SIGKILL and resource limits")
 

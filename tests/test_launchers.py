@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from medtl_lib import profiles
-from medtl_lib.launchers import _slurm_parameters, split_plan
+from medtl_lib import orchestration as profiles
+from medtl_lib.orchestration.launchers import _slurm_parameters, split_plan
 
 TINY = """name: tiny
 synthetic: {n_per_class: 16, size: 32, seed: 0}
@@ -30,7 +30,7 @@ def test_the_plan_splits_into_course_steps_run_groups_and_reports(tmp_path):
     assert params["slurm_partition"] == "gpu" and params["gpus_per_node"] == 2
     assert params["timeout_min"] == 90 and params["slurm_additional_parameters"] == {"requeue": True}
     with pytest.raises(ValueError, match="launcher must be one of"):
-        from medtl_lib.launchers import launch
+        from medtl_lib.orchestration.launchers import launch
         launch([[object()]], "kubernetes", "python3")
 
 
@@ -69,9 +69,32 @@ def test_a_preempted_job_resubmits_the_same_group():
     """submitit calls checkpoint() on preemption or timeout; the same runs go back in the queue
     and resume from their last epochs (what a run does when started again)."""
     pytest.importorskip("submitit")
-    from medtl_lib.launchers import GroupJob, Task
+    from medtl_lib.orchestration.launchers import GroupJob, Task
 
     tasks = [Task("a/03_train", "nb.ipynb", "out.ipynb", {"epochs": 2})]
     again = GroupJob(tasks, "python3").checkpoint()
     assert isinstance(again.function, GroupJob) and again.function.tasks == tasks
     assert again.function.kernel == "python3"
+
+
+def test_direct_launcher_trains_the_runs_without_notebooks(tiny, capsys):
+    """``--launcher direct``: every run trained in this process (no notebook executed), into the
+    folders the notebooks use, so the notebook plan then sees them done; a second call skips."""
+    spec, base = tiny
+    p = profiles.load_profile(spec, runs_dir=base / "direct", data_root=base / "data")
+    lines: list[str] = []
+    assert profiles.run_profile(p, dry_run=True, launcher="direct", log=lines.append) == []
+    assert [line.split()[-1] for line in lines[1:]] == ["run", "run"]  # 'would run'
+    outcomes = profiles.run_profile(p, launcher="direct", log=lines.append)
+    assert [(o.name, o.status) for o in outcomes] == [
+        ("sarscov2_ct__test_resnet", "ok"), ("brain_tumor_mri__test_resnet", "ok")], lines
+    assert "tiny: 2 of 2 run(s) = 2 datasets x 1 model x 1 strategy x 1 seed" in lines
+    assert any(line.startswith("matrix: ") and line.endswith("0 failed []") for line in lines)
+    assert not list(p.out_root.rglob("*.ipynb"))
+    trains = [s for s in profiles.plan(p) if s.name.endswith("/03_train")]
+    assert len(trains) == 2 and all(s.done() for s in trains)
+    again = profiles.run_profile(p, launcher="direct", log=lambda *a: None)
+    assert [o.status for o in again] == ["skipped", "skipped"]
+    assert profiles.main([str(spec), "--launcher", "direct", "--dry-run", "--runs-dir",
+                          str(base / "direct")]) == 0
+    assert capsys.readouterr().out.count("done, would skip") == 2

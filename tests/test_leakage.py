@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 
 from medtl_lib.data.audit import audit_dataset
-from medtl_lib.teaching.leakage import plant_duplicates, leaked_test_images
+from medtl_lib.data.prepare import leaked_test_images
+from medtl_lib.teaching.leakage import plant_duplicates
 
 
 def test_planted_copies_are_found_by_the_audit(synth_root, tmp_path):

@@ -4,8 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medtl_lib.evaluation.metrics import (classification_metrics, metrics_from_predictions,
-                                          predictions_frame)
+from medtl_lib.metrics import (
+    classification_metrics,
+    metrics_from_predictions,
+    predictions_frame,
+)
 
 
 def test_macro_metrics_by_hand():

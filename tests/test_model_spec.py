@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import importlib
 import json
-from dataclasses import replace
 import sys
+from dataclasses import replace
 
 import pytest
 import timm
@@ -16,8 +16,15 @@ from torch import nn
 
 import medtl_lib.models as models_pkg
 from medtl_lib.models import factory
-from medtl_lib.models.factory import (Classifier, ModelSpec, build_model, create_model,
-                                      load_run_model, register_head, save_model_spec)
+from medtl_lib.models.factory import (
+    Classifier,
+    ModelSpec,
+    build_model,
+    create_model,
+    load_run_model,
+    register_head,
+    save_model_spec,
+)
 from medtl_lib.models.groups import group_sizes, parameter_groups
 from medtl_lib.models.info import count_macs, latency_ms, model_info
 
@@ -87,7 +94,7 @@ def test_flatten_pool_sizes_the_head_at_img_size():
 # --- head registry ---------------------------------------------------------------------------------
 @pytest.fixture()
 def clean_heads(monkeypatch):
-    monkeypatch.setattr(factory, "_HEADS", dict(factory._HEADS))
+    monkeypatch.setattr(factory.HEADS, "_items", dict(factory.HEADS._items))
 
 
 def test_register_head(clean_heads):

@@ -1,12 +1,12 @@
 """Model factory and weight sources: real offline ImageNet weights, never silent random init."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import timm
 import torch
 
-from medtl_lib.models import factory, weights as W
+from medtl_lib.models import factory
+from medtl_lib.models import weights as W
 from medtl_lib.models.factory import Classifier, create_model, resolve_model_name
 
 

@@ -13,7 +13,7 @@ import nbformat
 import pandas as pd
 import pytest
 
-from medtl_lib import profiles
+from medtl_lib import orchestration as profiles
 from medtl_lib.config import RunConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,7 +88,7 @@ def test_committed_notebooks_carry_no_outputs(path):
 def test_train_notebook_parameters_match_runconfig():
     params = _parameters(REPO / "notebooks" / "03_train.ipynb")
     names = [f.name for f in fields(RunConfig)]
-    assert sorted(set(params) - {"synthetic_fallback"}) == sorted(names), (
+    assert sorted(set(params) - {"synthetic_fallback", "plugins"}) == sorted(names), (
         f"missing: {set(names) - set(params)}, extra: {set(params) - set(names)}")
     from medtl_lib.teaching.lab import LAB_PRESET
 
@@ -98,7 +98,7 @@ def test_train_notebook_parameters_match_runconfig():
             assert params[name] == LAB_PRESET[name], f"{name}: not the lab preset"
         elif name != "out":
             assert params[name] == getattr(defaults, name), f"{name}: notebook default differs"
-    assert params["out"] == "" and params["synthetic_fallback"] is True
+    assert params["out"] == "" and params["synthetic_fallback"] is True and params["plugins"] == []
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in profiles.PROFILES.glob("*.yaml")))
@@ -297,7 +297,7 @@ def opened(tmp_path_factory):
             try:
                 pm.execute_notebook(str(REPO / "notebooks" / f"{name}.ipynb"), str(out),
                                     cwd=str(cwd), kernel_name="python3", progress_bar=False,
-                                    kernel_manager_class=profiles._kernel_manager())
+                                    kernel_manager_class=profiles.kernel_manager())
                 results[name] = (out, "")
             except Exception as exc:  # every notebook is reported, not just the first failure
                 results[name] = (out, f"{getattr(exc, 'ename', type(exc).__name__)}: "

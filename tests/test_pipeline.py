@@ -138,7 +138,7 @@ def test_cached_and_per_image_runs_agree_and_share_one_cache(synth_root, tmp_pat
 
 def test_eval_batches_of_both_pipelines_are_the_same_pixels(synth_root, tmp_path, monkeypatch):
     from medtl_lib.data.loaders import run_loaders
-    from medtl_lib.train_run import prepare_data
+    from medtl_lib.data.prepare import prepare_data
 
     monkeypatch.setenv("MEDTL_CACHE_DIR", str(tmp_path / "cache"))
     # 36 px images: the cache is stored at floor(32 / 0.875) = 36, where eval crops are exact

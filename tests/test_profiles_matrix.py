@@ -11,11 +11,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medtl_lib import profiles
+from medtl_lib import orchestration as profiles
 from medtl_lib.config import RunConfig
-from medtl_lib.evaluation.report import (collect_runs, complete_runs, load_run, strategy_table,
-                                         strategy_table_markdown, table_ii,
-                                         varies_strategy_or_seed)
+from medtl_lib.evaluation.report import (
+    collect_runs,
+    complete_runs,
+    load_run,
+    strategy_table,
+    strategy_table_markdown,
+    table_ii,
+    varies_strategy_or_seed,
+)
 
 
 def profile(tmp_path: Path, text: str) -> profiles.Profile:
@@ -347,3 +353,32 @@ def test_figures_get_one_run_per_strategy_and_the_switch(seeds_profile: Path, tm
     write_run(seeds, "sarscov2_ct__resnet__full__s0", 0.9, seed=0)
     write_run(seeds, "sarscov2_ct__resnet__full__s1", 0.9, seed=1)
     assert varies_strategy_or_seed(collect_runs(seeds))
+
+
+def test_plugins_key_loads_the_plugins_before_the_runs(tmp_path):
+    """``plugins:`` loads each plugin (medtl_lib.plugins) when the profile is read; a missing one
+    is a one-line error of ``medtl run`` (exit code 2)."""
+    from medtl_lib.plugins import loaded_plugins
+
+    plugin = tmp_path / "my_plugin.py"
+    plugin.write_text("LOADED = True\n")
+    path = tmp_path / "p.yaml"
+    path.write_text(f"datasets: [brain_tumor_mri]\nmodels: [resnet]\nplugins: [{plugin}]\n")
+    p = profiles.load_profile(path, runs_dir=tmp_path / "runs")
+    assert p.plugins == [str(plugin)] and str(plugin.resolve()) in loaded_plugins()
+    assert len(p.runs) == 1
+    # the notebooks' kernels load them too: 03 trains with them, 04 rebuilds the model with them
+    steps = {step.name.rsplit("/", 1)[-1]: step for step in profiles.plan(p)}
+    assert steps["03_train"].parameters["plugins"] == [str(plugin)]
+    assert steps["04_evaluate"].parameters["plugins"] == [str(plugin)]
+    assert "plugins" not in steps["00_setup"].parameters
+    missing = tmp_path / "q.yaml"
+    missing.write_text("datasets: [brain_tumor_mri]\nmodels: [resnet]\n"
+                       "plugins: [no_such_module_for_medtl]\n")
+    with pytest.raises(ImportError, match="no_such_module_for_medtl"):
+        profiles.load_profile(missing, runs_dir=tmp_path / "runs")
+    assert profiles.main([str(missing), "--dry-run", "--runs-dir", str(tmp_path)]) == 2
+    with pytest.raises(ValueError, match="'plugins' must be a list of names"):
+        bad = tmp_path / "r.yaml"
+        bad.write_text("datasets: [brain_tumor_mri]\nmodels: [resnet]\nplugins: {a: 1}\n")
+        profiles.load_profile(bad, runs_dir=tmp_path / "runs")

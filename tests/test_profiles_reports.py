@@ -11,7 +11,7 @@ import nbformat
 import pytest
 import yaml
 
-from medtl_lib import profiles
+from medtl_lib import orchestration as profiles
 from medtl_lib.evaluation import results_page
 
 REPO = Path(__file__).resolve().parents[1]
@@ -364,7 +364,7 @@ def test_a_small_seed002_profile_runs_its_reports_and_its_page_shows_them(tmp_pa
     assert [s.name for s in steps][-3:] == [CDTM, CDTM_RESULTS, RESULTS]
     steps[-2].parameters["measure_table_vii"] = False
     lines: list[str] = []
-    profiles._run_steps(steps, len(steps), profiles.KERNEL, lines.append, export_html=True)
+    profiles.run_steps(steps, len(steps), profiles.KERNEL, lines.append, export_html=True)
     assert [s.name for s in steps if s.status != "ok"] == [], "\n".join(lines)
     root = p.out_root
     profiles.export_html_report(root / f"{RESULTS}.ipynb", p.name, p)

@@ -16,8 +16,9 @@ import pytest
 from medtl_lib.cli import main
 from medtl_lib.config import RunConfig
 from medtl_lib.data.identity import RunDataMismatchError
+from medtl_lib.data.prepare import SmallClassError
 from medtl_lib.data.synthetic import write_synthetic
-from medtl_lib.train_run import RunConfigMismatchError, SmallClassError, train_run
+from medtl_lib.train_run import RunConfigMismatchError, train_run
 
 QUIET = {"progress": False, "log": lambda *a: None}
 
@@ -143,7 +144,7 @@ def test_a_damaged_last_pt_resumes_from_the_one_before_with_identical_numbers(lo
 
 
 def test_no_intact_checkpoint_is_a_named_error_that_keeps_the_files(loaders, tmp_path):
-    from medtl_lib.training.checkpoints import CorruptCheckpointError
+    from medtl_lib.checkpoint_files import CorruptCheckpointError
     from test_strategies_seed001 import _trainer
 
     train, val = loaders
@@ -160,8 +161,8 @@ def test_no_intact_checkpoint_is_a_named_error_that_keeps_the_files(loaders, tmp
 
 
 def test_a_damaged_best_pt_of_a_finished_run_is_said(tmp_path):
+    from medtl_lib.checkpoint_files import CorruptCheckpointError
     from medtl_lib.models.factory import load_run_model
-    from medtl_lib.training.checkpoints import CorruptCheckpointError
 
     data = _data(tmp_path, "d")
     out = tmp_path / "run"

@@ -12,9 +12,18 @@ import pytest
 from matplotlib.figure import Figure
 
 from medtl_lib.evaluation import plots
-from medtl_lib.evaluation.report import (DATASET_NAMES, METRICS, PAPER_TABLE_II, collect_runs,
-                                         complete_runs, format_table_ii, load_run, paper_table,
-                                         table_ii, table_ii_markdown)
+from medtl_lib.evaluation.report import (
+    DATASET_NAMES,
+    METRICS,
+    PAPER_TABLE_II,
+    collect_runs,
+    complete_runs,
+    format_table_ii,
+    load_run,
+    paper_table,
+    table_ii,
+    table_ii_markdown,
+)
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "phase", "c",
                    "s", "lr_factor", "save_best", "stop", "seconds"]

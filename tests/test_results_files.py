@@ -11,16 +11,30 @@ import pandas as pd
 import pytest
 from sklearn.metrics import f1_score
 
-from medtl_lib import profiles
+from medtl_lib import orchestration as profiles
 from medtl_lib.evaluation import plots
-from medtl_lib.evaluation.ci import bootstrap, ci95, confusion_ci95
-from medtl_lib.evaluation.leakage_table import (leakage_alt, leakage_markdown, leakage_table,
-                                                read_leakage_table, write_leakage_table)
-from medtl_lib.evaluation.report import (PROTOCOLS, SYNTHETIC_NOTE, collect_runs,
-                                         is_synthetic_data, paper_table, split_protocol, table_ii,
-                                         strategy_table, strategy_table_markdown,
-                                         table_ii_intervals, table_ii_markdown)
+from medtl_lib.evaluation.leakage_table import (
+    leakage_alt,
+    leakage_markdown,
+    leakage_table,
+    read_leakage_table,
+    write_leakage_table,
+)
+from medtl_lib.evaluation.report import (
+    PROTOCOLS,
+    SYNTHETIC_NOTE,
+    collect_runs,
+    is_synthetic_data,
+    paper_table,
+    split_protocol,
+    strategy_table,
+    strategy_table_markdown,
+    table_ii,
+    table_ii_intervals,
+    table_ii_markdown,
+)
 from medtl_lib.evaluation.results_files import results_table, table_ii_file, write_results_files
+from medtl_lib.intervals import bootstrap, ci95, confusion_ci95
 from results_support import BRAIN, fake_predictions, make_standin, write_run
 
 

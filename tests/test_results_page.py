@@ -21,12 +21,16 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output  # noqa: E402
 
-from medtl_lib import profiles  # noqa: E402
+from medtl_lib import orchestration as profiles  # noqa: E402
 from medtl_lib.evaluation.leakage_table import write_leakage_table  # noqa: E402
 from medtl_lib.evaluation.plots import figure_png  # noqa: E402
 from medtl_lib.evaluation.report import SYNTHETIC_NOTE  # noqa: E402
-from medtl_lib.evaluation.results_page import (FALLBACK_ALT, export_notebook_html,  # noqa: E402
-                                               external_resources, notebook_html)
+from medtl_lib.evaluation.results_page import (  # noqa: E402
+    FALLBACK_ALT,
+    export_notebook_html,
+    external_resources,
+    notebook_html,
+)
 from results_support import BRAIN, make_standin, write_run  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -328,15 +332,15 @@ def test_run_profile_writes_an_html_copy_of_each_executed_notebook(tmp_path: Pat
     html = nb.with_suffix(".html")
     html.unlink()
     step = profiles.Step("run/03_train", nb, nb, {})
-    profiles._export_step_html(step, log=print)
+    profiles.export_step_html(step, log=print)
     page = html.read_text()
     assert "epoch 1: loss 0.5" in page and "<title>run · 03_train</title>" in page
     os.utime(html, (1, 1))  # older than the notebook: stale, written again
-    profiles._export_step_html(step, log=print)
+    profiles.export_step_html(step, log=print)
     assert html.stat().st_mtime > 1
     broken = profiles.Step("x/04_evaluate", nb, tmp_path / "run" / "04_evaluate.ipynb", {})
     broken.output.write_text("{not a notebook")
     lines: list[str] = []
-    profiles._export_step_html(broken, log=lines.append)
+    profiles.export_step_html(broken, log=lines.append)
     assert lines and "no HTML copy of 04_evaluate.ipynb" in lines[0]
     assert not broken.output.with_suffix(".html").exists()

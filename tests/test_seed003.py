@@ -109,7 +109,7 @@ def test_lwft_freezes_the_bottom_and_trains_the_top_at_a_tenth(loaders):
     groups = strategy.param_groups(model, 1e-3, strategy.stages(1)[0])
     assert [(g["name"], g["lr"]) for g in groups] == [("head", 1e-3), ("backbone", 1e-4)]
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    t = Trainer(model, strategy, select_device("cpu"), lr=1e-2, epochs=1,
+    t = Trainer(model=model, strategy=strategy, device=select_device("cpu"), lr=1e-2, epochs=1,
                 schedules=schedule_factory("none", {}), select_by="val_loss", progress=False)
     t.fit(train, val)
     after = t.model.state_dict()
@@ -174,7 +174,7 @@ def test_per_class_auprc_trapezoid_differs_from_average_precision():
     by more than rounding; a perfect ranker gets 1 on both and AUROC 1."""
     import numpy as np
 
-    from medtl_lib.evaluation.seed003 import per_class_auc
+    from medtl_lib.evaluation.paper003 import per_class_auc
 
     labels = np.array([1, 0, 1, 0, 0, 1, 0, 0])
     p1 = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2])
@@ -187,7 +187,7 @@ def test_per_class_auprc_trapezoid_differs_from_average_precision():
 
 
 def test_complexity_table_has_table_1s_columns():
-    from medtl_lib.evaluation.seed003 import complexity_table
+    from medtl_lib.evaluation.paper003 import complexity_table
 
     t = complexity_table("resnet18", {"FTL": [], "TTL layer3": [{"op": "truncate", "cut": "layer3"}]},
                          img_size=128, latency=False)
@@ -218,10 +218,9 @@ def test_grad_cam_on_the_last_kept_block(name, cut):
 def test_a_profile_searches_beside_its_ftl_runs_and_the_summary_compares_them(synth_root, tmp_path):
     """``searches:`` puts one search per FTL run beside it; notebook 09 gets the run's settings;
     search_summary pairs each chosen cut with its baseline on the same test images."""
-    import dataclasses
 
-    from medtl_lib import profiles
-    from medtl_lib.evaluation.seed003 import search_summary
+    from medtl_lib import orchestration as profiles
+    from medtl_lib.evaluation.paper003 import search_summary
     from medtl_lib.search_cut import search_cut
     from medtl_lib.train_run import train_run
 

@@ -47,7 +47,7 @@ def test_top_layers_leaves_the_frozen_part_bit_for_bit(loaders):
     model, _ = create_model("test_resnet", 4, weights="none", img_size=32)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     top = top_layer_names(model)
-    t = Trainer(model, get_strategy("top_layers"), select_device("cpu"), lr=1e-2, epochs=1,
+    t = Trainer(model=model, strategy=get_strategy("top_layers"), device=select_device("cpu"), lr=1e-2, epochs=1,
                 schedules=schedule_factory("none", {}), select_by="val_loss", progress=False)
     t.fit(train, val)
     after = t.model.state_dict()
@@ -132,8 +132,13 @@ def test_unknown_surgery_is_refused_before_building():
 def test_settings_table_gain_and_ranking_from_run_folders(tmp_path):
     import numpy as np
 
-    from medtl_lib.evaluation.seed004 import (SETTING_ORDER, collect, family_ranking,
-                                              pretraining_gain, settings_table)
+    from medtl_lib.evaluation.paper004 import (
+        SETTING_ORDER,
+        collect,
+        family_ranking,
+        pretraining_gain,
+        settings_table,
+    )
     from seed004_support import fake_profile, fake_run
 
     labels = fake_profile(tmp_path)
@@ -161,7 +166,7 @@ def test_settings_table_gain_and_ranking_from_run_folders(tmp_path):
 
 
 def test_profiles_with_settings_name_runs_by_setting(tmp_path):
-    from medtl_lib import profiles
+    from medtl_lib import orchestration as profiles
 
     p = profiles.load_profile("seed004_cpu", runs_dir=tmp_path)
     assert p.name == "seed004_cpu"  # a loop variable once overwrote it
@@ -176,8 +181,9 @@ def test_profiles_with_settings_name_runs_by_setting(tmp_path):
     binary = profiles.load_profile("seed004_binary_cpu", runs_dir=tmp_path)
     assert binary.shape() == "5 run(s) = 1 dataset x 1 model x 5 settings x 1 seed"
     # the binary check is the same protocol on another label set: same settings, same defaults
-    key = lambda r: (r.weights, r.strategy, r.lr, r.img_size, r.epochs, r.optimizer, r.schedule,
-                     r.select_by, r.split)
+    def key(r):
+        return (r.weights, r.strategy, r.lr, r.img_size, r.epochs, r.optimizer, r.schedule,
+                r.select_by, r.split)
     lite0 = {key(r) for r in p.runs if r.model == "efficientnet_lite0"}
     assert {key(r) for r in binary.runs} == lite0 and len(lite0) == 5
     bad = tmp_path / "bad.yaml"

@@ -32,7 +32,7 @@ def _model(name="test_resnet", img_size=32):
 
 def _trainer(strategy, args=None, model=None, epochs=2, ckpt=None, schedule="none",
              weight_decay=0.0, **kw):
-    return Trainer(model or _model(), get_strategy(strategy, args or {}), select_device("cpu"),
+    return Trainer(model=model or _model(), strategy=get_strategy(strategy, args or {}), device=select_device("cpu"),
                    lr=1e-2, epochs=epochs, schedules=schedule_factory(schedule, {}),
                    select_by="val_loss", ckpt_dir=ckpt, progress=False,
                    weight_decay=weight_decay, **kw)
@@ -107,7 +107,7 @@ def test_gradual_early_stopping_waits_until_every_block_trains(loaders):
     LR) is held until the first epoch in which every block trains, then ends the run."""
     train, val = loaders
     model = _model("resnet18")  # 5 blocks, 12 epochs: a new block every 2 epochs
-    t = Trainer(model, get_strategy("gradual_lf"), select_device("cpu"), lr=1e-30, epochs=12,
+    t = Trainer(model=model, strategy=get_strategy("gradual_lf"), device=select_device("cpu"), lr=1e-30, epochs=12,
                 schedules=schedule_factory("none", {}), select_by="val_acc",
                 early_stop_patience=1, progress=False)
     fit = t.fit(train, val)
@@ -123,7 +123,7 @@ def test_gradual_early_stopping_waits_until_every_block_trains(loaders):
 
 def test_stop_hold_is_absent_for_strategies_that_do_not_grow(loaders):
     train, val = loaders
-    t = Trainer(_model(), get_strategy("full"), select_device("cpu"), lr=1e-30, epochs=4,
+    t = Trainer(model=_model(), strategy=get_strategy("full"), device=select_device("cpu"), lr=1e-30, epochs=4,
                 schedules=schedule_factory("none", {}), select_by="val_acc",
                 early_stop_patience=1, progress=False)
     h = t.fit(train, val).history

@@ -10,8 +10,12 @@ import torch
 from medtl_lib.config import RunConfig
 from medtl_lib.evaluation.comparison import claims_table
 from medtl_lib.models.factory import create_model
-from medtl_lib.teaching.strategies_view import (rgn_weights, total_distance, trainable_grid,
-                                                weight_movement)
+from medtl_lib.teaching.strategies_view import (
+    rgn_weights,
+    total_distance,
+    trainable_grid,
+    weight_movement,
+)
 from medtl_lib.train_run import train_run
 from test_strategies_seed001 import _model, _trainer
 

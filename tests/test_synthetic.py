@@ -1,5 +1,5 @@
 """Tests for medtl_lib.data.synthetic: layouts the registry parses, determinism, the stamp that lets
-profiles.prepare_synthetic rewrite stale stand-ins, and a class signal a briefly fine-tuned CNN can learn."""
+data.standin.prepare_synthetic rewrite stale stand-ins, and a class signal a briefly fine-tuned CNN can learn."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medtl_lib import profiles
+from medtl_lib import orchestration as profiles
 from medtl_lib.data import synthetic
 from medtl_lib.data.synthetic import (
     GENERATOR_VERSION,
@@ -263,9 +263,9 @@ def test_stamp_records_generator_version_and_arguments(tmp_path: pathlib.Path) -
 @pytest.mark.parametrize(("name", "images"), [("sarscov2_ct", 80), ("breakhis_400x", 80), ("brain_tumor_mri", 160)])
 def test_scanners_ignore_the_stamp(full: dict[str, pathlib.Path], name: str, images: int) -> None:
     """The stamp is a dotfile at the root: neither the index nor `medtl data check` may see it."""
+    from medtl_lib.data.catalogue import get_spec
     from medtl_lib.data.check import check_dataset
     from medtl_lib.data.index import build_index
-    from medtl_lib.data.registry import get_spec
 
     spec = get_spec(name)
     index = build_index(spec, spec.locate(full[name]))

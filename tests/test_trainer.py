@@ -2,7 +2,6 @@
 restores theta*."""
 from __future__ import annotations
 
-
 import pandas as pd
 import pytest
 import torch
@@ -18,7 +17,7 @@ def _trainer(ckpt_dir=None, schedule=None, strategy="full", seed=0, lr=1e-2, epo
     torch.manual_seed(seed)
     model, _ = create_model("test_resnet", 4, weights="none", img_size=32)
     schedules = (lambda stage: schedule) if schedule is not None else dual_monitor_schedules()
-    return Trainer(model, get_strategy(strategy), select_device("cpu"), lr=lr, epochs=epochs,
+    return Trainer(model=model, strategy=get_strategy(strategy), device=select_device("cpu"), lr=lr, epochs=epochs,
                    schedules=schedules, ckpt_dir=ckpt_dir, progress=False)
 
 

@@ -12,16 +12,6 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from medtl_lib.teaching.walkthrough_view import (
-    NEVER_USED,
-    full_table,
-    headless_reason,
-    plot_readings,
-    plot_replay,
-    state_table,
-    step_through,
-)
-from medtl_lib.training.dual_monitor import DualMonitor, Readings
 from medtl_lib.teaching.walkthrough import (
     check_history,
     compare,
@@ -38,6 +28,16 @@ from medtl_lib.teaching.walkthrough import (
     schedule_history,
     simulated_run,
 )
+from medtl_lib.teaching.walkthrough_view import (
+    NEVER_USED,
+    full_table,
+    headless_reason,
+    plot_readings,
+    plot_replay,
+    state_table,
+    step_through,
+)
+from medtl_lib.training.dual_monitor import DualMonitor, Readings
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks" / "02_dual_monitor_walkthrough.ipynb"

@@ -66,10 +66,11 @@ import pandas as pd
 from PIL import Image
 from scipy.fft import dctn
 
+from .. import run_folder as rf
 from ..utils import atomic_write, atomic_write_json
 from .images import to_rgb
 from .index import DataIndex, build_index
-from .registry import get_spec
+from .catalogue import get_spec
 
 # Maximum Hamming distance (of 256 bits) between two pHashes for "near duplicate". Measured with
 # phash_image as implemented here:
@@ -354,11 +355,11 @@ def audit_dataset(path: str | os.PathLike, dataset: str = "folder", **kw) -> Aud
 
 
 def write_audit(result: AuditResult, out_dir: str | os.PathLike) -> Path:
-    """Write ``out_dir/duplicates.csv`` and ``out_dir/audit_summary.json`` (both atomically);
-    return the CSV's path."""
+    """Write the audit's duplicate groups and summary into ``out_dir`` (both atomically);
+    return the groups' CSV path."""
     out_dir = Path(out_dir)
-    csv = atomic_write(out_dir / "duplicates.csv", lambda p: result.duplicates.to_csv(p, index=False))
-    atomic_write_json(out_dir / "audit_summary.json", result.summary)
+    csv = atomic_write(out_dir / rf.DUPLICATES, lambda p: result.duplicates.to_csv(p, index=False))
+    atomic_write_json(out_dir / rf.AUDIT_SUMMARY, result.summary)
     return csv
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .images import IMAGE_EXTENSIONS, is_image_file
 from .index import scan_images
-from .registry import SKIP_DIRS, DatasetLayoutError, DatasetNotFoundError, get_spec
+from .catalogue import SKIP_DIRS, DatasetLayoutError, DatasetNotFoundError, get_spec
 
 #: a class with fewer images is likely missing from the validation or test split (0.8/0.1/0.1)
 MIN_PER_CLASS = 10

@@ -13,10 +13,11 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from .. import run_folder as rf
 from ..utils import atomic_write_json
-from .registry import DatasetSpec
+from .catalogue import DatasetSpec
 
-IDENTITY_FILE = "data_identity.json"
+IDENTITY_FILE = rf.DATA_IDENTITY
 
 
 class RunDataMismatchError(ValueError):

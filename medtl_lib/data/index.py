@@ -9,7 +9,7 @@ import pandas as pd
 from PIL import Image
 
 from .images import BadImageError, load_rgb
-from .registry import DatasetLayoutError, DatasetSpec
+from .catalogue import DatasetLayoutError, DatasetSpec
 
 INDEX_COLUMNS = ["path", "label", "class_name", "source_split", "group", "width", "height", "mode"]
 

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 from .batches import drop_single_last
 from .images import BadImageError, load_rgb
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # only for the annotation: any object with RunConfig's fields will do
     from ..config import RunConfig
 
 
@@ -134,7 +134,7 @@ def per_rank_batch(batch_size: int, world_size: int) -> int:
 class RunLoaders:
     train: Iterable  # what the model trains on (eval transform when augment is off)
     evals: dict[str, Iterable]  # 'train', 'val', 'test' with the eval transform
-    description: str  # one line for the run log and metrics.json (no machine paths)
+    description: str  # one line for the run log and the run's metrics (no machine paths)
     cache_path: Path | None = None  # the decoded cache file, when there is one
 
 
@@ -172,8 +172,8 @@ def run_loaders(cfg: "RunConfig", root: Path, frame: pd.DataFrame, splits: dict[
                                         f"worker(s)), {size} px")
 
     from ..utils import medtl_cache_dir
+    from .augmentations import AUGMENTATIONS
     from .cache import build_cache, cache_size, cached_loader
-    from .gpu_aug import DeviceAugment
 
     stored = cache_size(size, cfg.crop_scale_min, frame[["width", "height"]].min(axis=1))
     t0 = time.perf_counter()
@@ -181,15 +181,8 @@ def run_loaders(cfg: "RunConfig", root: Path, frame: pd.DataFrame, splits: dict[
                         progress=progress)
     ready_s = time.perf_counter() - t0
     workers = cfg.num_workers or 0
-    if cfg.augmentation == "cdtm":  # seed 002's: resize, flips, colour, shift-scale-rotate
-        from .aug_cdtm import CDTMAugment
-
-        train_aug = CDTMAugment.from_data_config(data_config, cfg.augment)
-        eval_aug = CDTMAugment.from_data_config(data_config, train=False)
-    else:
-        train_aug = DeviceAugment.from_data_config(data_config, cfg.augment, cfg.crop_scale_min,
-                                                   cfg.hflip)
-        eval_aug = DeviceAugment.from_data_config(data_config, train=False)
+    augmentation = AUGMENTATIONS.get(cfg.augmentation)  # timm: crop/flip; cdtm: seed 002's
+    train_aug, eval_aug = augmentation.device_augments(data_config, cfg)
 
     def loader(f: pd.DataFrame, train: bool) -> DeviceLoader:
         rows = frame.index.get_indexer(f.index)
@@ -202,5 +195,5 @@ def run_loaders(cfg: "RunConfig", root: Path, frame: pd.DataFrame, splits: dict[
     return RunLoaders(loader(splits["train"], True), evals,
                       f"cached pipeline ({len(cache)} images decoded once at {stored} px, "
                       f"{cache.nbytes_on_disk() / 2**30:.2f} GiB, ready in {ready_s:.1f} s); "
-                      f"{'seed 002 augmentation' if cfg.augmentation == 'cdtm' else 'crop/flip'}"
+                      f"{augmentation.label}"
                       f"/normalise on {device.type}, {workers} worker(s)", cache.path)

@@ -13,7 +13,7 @@ marked only by the absence of a finding is what a few fine-tuning steps fail to 
 that and ended at chance).
 
 Each stand-in carries SYNTHETIC.txt (written first: "this folder is generated") and .medtl_synthetic.json
-(written last: generator version and arguments), so `profiles.prepare_synthetic` can rewrite a stand-in
+(written last: generator version and arguments), so `standin.prepare_synthetic` can rewrite a stand-in
 drawn by an older generator and never mistake a user's own data for one.
 """
 

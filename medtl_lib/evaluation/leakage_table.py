@@ -7,13 +7,14 @@ folder keeps it; 05 reads it back instead of training again.
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Mapping
 
 import pandas as pd
 
+from .. import run_folder as rf
+from ..data.prepare import leaked_test_images
 from ..utils import atomic_write
 from .report import is_synthetic_data, run_data_root, split_protocol
 
@@ -24,12 +25,12 @@ COLUMNS: tuple[str, ...] = ("split", "group_by", "test_acc", "test_acc_ci_low",
 
 
 def leakage_row(run_dir: str | Path, group_by: str, leaked: int) -> dict:
-    """One split's row from its run folder (metrics.json, split.csv) and the leak count."""
+    """One split's row from its run folder (metrics, split) and the leak count."""
     run_dir = Path(run_dir)
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics = rf.read_metrics(run_dir)
     test = metrics.get("test") or {}
     ci = (test.get("ci95") or {}).get("accuracy") or {}
-    split = pd.read_csv(run_dir / "split.csv")
+    split = rf.read_split(run_dir)
     n_test = int((split["split"] == "test").sum())
     return {"split": split_protocol(group_by), "group_by": group_by,
             "test_acc": float(test["accuracy"]),
@@ -44,11 +45,9 @@ def leakage_row(run_dir: str | Path, group_by: str, leaked: int) -> dict:
 def leakage_table(runs: Mapping[str, str | Path], duplicates: pd.DataFrame) -> pd.DataFrame:
     """A row per split, indexed by its label; ``runs`` maps group_by ('none', 'duplicates')
     to the run folder, ``duplicates`` is the audit's (group, path) frame."""
-    from ..teaching.leakage import leaked_test_images
-
     rows = []
     for group_by, run_dir in runs.items():
-        split = pd.read_csv(Path(run_dir) / "split.csv")
+        split = rf.read_split(run_dir)
         rows.append(leakage_row(run_dir, group_by, leaked_test_images(split, duplicates)))
     return pd.DataFrame(rows, columns=list(COLUMNS)).set_index("split")
 

@@ -200,7 +200,7 @@ def confusion_grid(runs: Mapping[tuple[str, str], dict], normalize: bool = True,
                    split: str = "test", fig: Figure | None = None) -> Figure:
     """Confusion matrices for many runs: a row per dataset, a column per model.
 
-    Values are metrics.json dicts (or load_run dicts, whose 'metrics' is used).
+    Values are a run's recorded metrics dicts (or load_run dicts, whose 'metrics' is used).
     """
     if not runs:
         raise ValueError("confusion_grid needs at least one (dataset, model) run")

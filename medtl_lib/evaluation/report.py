@@ -1,6 +1,6 @@
 """Run folders -> tables that set our numbers beside the paper's Table II (seed 000).
 
-Every run row carries its dataset, model, strategy and seed (from the run's config.yaml; a
+Every run row carries its dataset, model, strategy and seed (from the run's saved config; a
 folder from before strategies counts as ``full``). :func:`table_ii` compares the ``full`` runs
 with the paper, averaging over seeds; :func:`strategy_table` gives every (dataset, model,
 strategy) the mean and the sample standard deviation of each metric over its seeds.
@@ -9,17 +9,16 @@ Pure pandas, no plotting, so a notebook or a script can build the comparison wit
 """
 from __future__ import annotations
 
-import json
 import math
-import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
-from .ci import bootstrap_settings, run_confusion_ci95
+from .. import run_folder as rf
+from ..intervals import bootstrap_settings
+from .ci import run_confusion_ci95
 
 DATASETS: tuple[str, ...] = ("sarscov2_ct", "breakhis_400x", "brain_tumor_mri")  # Table II order
 DATASET_NAMES: dict[str, str] = {"sarscov2_ct": "SARS-COV-2", "breakhis_400x": "BreaKHis",
@@ -30,19 +29,19 @@ METRIC_NAMES: dict[str, str] = {"train_acc": "Train Acc", "val_acc": "Val Acc",
                                 "test_acc": "Test Acc", "precision": "Precision",
                                 "recall": "Recall", "f1": "F1-score"}
 SOURCES: tuple[str, ...] = ("ours", "paper", "diff")  # diff = ours - paper
-STATUS_COMPLETE = "complete"
+STATUS_COMPLETE = rf.STATUS_COMPLETE
 DEFAULT_STRATEGY = "full"  # the paper's; what a run folder without a strategy was trained with
 STRATEGY_ORDER: tuple[str, ...] = ("full", "linear_probe", "lp_ft")  # others follow, sorted
 STATS: tuple[str, ...] = ("mean", "sd")  # sd: sample standard deviation over seeds (ddof 1)
-# Table II metric -> its key in metrics.json's test.ci95 (evaluation.ci). Train and val accuracy
-# get no interval (only the test split is resampled). A run whose metrics.json lacks one of these
-# (recorded before ci95 held it) gets it from its predictions_test.csv on the same resamples.
+# Table II metric -> its key in the run's test.ci95 (evaluation.ci). Train and val accuracy
+# get no interval (only the test split is resampled). A run whose metrics lack one of these
+# (recorded before ci95 held it) gets it from its test predictions on the same resamples.
 CI_KEYS: dict[str, str] = {"test_acc": "accuracy", "precision": "precision_macro",
                            "recall": "sensitivity_macro", "f1": "f1_macro"}
 CI_BOUNDS: tuple[str, ...] = ("low", "high")
 # What a reader must know before reading any number trained on the kit's procedural stand-ins.
 SYNTHETIC_NOTE = "synthetic stand-in data — numbers say nothing about the real task"
-SYNTHETIC_MARK = "SYNTHETIC.txt"  # the stamp medtl_lib.data.synthetic writes into a stand-in
+SYNTHETIC_MARK = rf.SYNTHETIC_MARKS[0]  # the stamp medtl_lib.data.synthetic writes into a stand-in
 # How a run's test set was drawn (RunConfig.group_by), in the words the results tables use: the
 # paper split image by image; the kit's default keeps duplicates (and patients) in one split.
 PROTOCOLS: dict[str, str] = {"none": "image-level split, as the paper",
@@ -127,57 +126,9 @@ def dataset_name(key: str) -> str:
     return DATASET_NAMES.get(key, key)
 
 
-def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text())
-
-
-def _read_config(run_dir: Path) -> dict[str, Any]:
-    """Plain YAML, not RunConfig: an old or newer config must still be reportable."""
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        return {}
-    data = yaml.safe_load(path.read_text())
-    return data if isinstance(data, dict) else {}
-
-
-def read_history(path: str | Path) -> pd.DataFrame:
-    """history.csv with its flag columns as real booleans (a resumed CSV may hold strings)."""
-    df = pd.read_csv(path)
-    for col in ("save_best", "stop"):
-        if col in df.columns and df[col].dtype != bool:
-            df[col] = df[col].map(lambda v: str(v).strip().lower() in ("true", "1", "1.0"))
-    return df
-
-
-def run_status(run_dir: str | Path) -> tuple[str, str]:
-    """(status, why): 'complete', 'incomplete' (no metrics.json yet, or not marked complete),
-    or 'invalid' (metrics.json unreadable). metrics.json is written last by train_run."""
-    path = Path(run_dir) / "metrics.json"
-    if not path.is_file():
-        return "incomplete", "no metrics.json (not started, running or interrupted)"
-    try:
-        metrics = _read_json(path)
-    except (OSError, ValueError) as e:
-        return "invalid", f"metrics.json unreadable: {e}"
-    status = metrics.get("status") if isinstance(metrics, dict) else None
-    if status != STATUS_COMPLETE:
-        return "incomplete", f"metrics.json status is {status!r}"
-    return STATUS_COMPLETE, ""
-
-
-_SEED_PART = re.compile(r"^s(-?\d+)$")
-
-
-def _names_from_folder(run_dir: Path) -> dict[str, Any]:
-    """What a profile folder name says when config.yaml does not:
-    ``<dataset>__<model>__<strategy>__s<seed>`` or the older ``<dataset>__<model>``."""
-    parts = run_dir.name.split("__")
-    if len(parts) >= 4 and _SEED_PART.match(parts[-1]):
-        return {"dataset": parts[0], "model": "__".join(parts[1:-2]), "strategy": parts[-2],
-                "seed": int(_SEED_PART.match(parts[-1]).group(1))}
-    if len(parts) >= 2:
-        return {"dataset": parts[0], "model": "__".join(parts[1:])}
-    return {"dataset": "", "model": run_dir.name}
+read_history = rf.read_history  # the run folder's readers (medtl_lib.run_folder)
+run_status = rf.status
+_names_from_folder = rf.names_from_folder
 
 
 def _identity(run_dir: Path, config: dict, metrics: dict | None = None) -> dict[str, Any]:
@@ -195,12 +146,12 @@ def load_run(run_dir: str | Path) -> dict | None:
     """A complete run's config, metrics, history, paper label, strategy and seed; None if the
     run is not complete."""
     run_dir = Path(run_dir)
-    if run_status(run_dir)[0] != STATUS_COMPLETE:
+    if not rf.is_complete(run_dir):
         return None
-    config = _read_config(run_dir)
-    metrics = _read_json(run_dir / "metrics.json")
-    hist_path = run_dir / "history.csv"
-    history = read_history(hist_path) if hist_path.is_file() else pd.DataFrame()
+    config = rf.read_config(run_dir)
+    metrics = rf.read_metrics(run_dir)
+    history = (rf.read_history(run_dir) if rf.path(run_dir, rf.HISTORY).is_file()
+               else pd.DataFrame())
     ident = _identity(run_dir, config, metrics)
     return {"path": run_dir, "dataset": ident["dataset"], "model": ident["model"],
             "label": ident["model_label"], "strategy": ident["strategy"], "seed": ident["seed"],
@@ -222,32 +173,17 @@ def is_synthetic_data(root: str | Path | None) -> bool:
     the dataset folder (BreaKHis' ``.../BreaKHis_v1/histology_slides/...``)."""
     if not root:
         return False
-    try:
-        from ..data.synthetic import is_standin  # the generator's own test, where it has one
-    except ImportError:
-        def is_standin(folder: Path) -> bool:
-            return (folder / SYNTHETIC_MARK).is_file()
-    folder = Path(root)
-    return any(is_standin(p) for p in [folder, *folder.parents][:5] if p != Path(p.anchor))
+    from ..data.synthetic import is_standin  # the generator's own test
+
+    return rf.is_synthetic_data(root, is_standin)
 
 
-def run_data_root(run_dir: str | Path, config: dict | None = None) -> str:
-    """The data folder a run trained on: the root its data_identity.json recorded (what the
-    kit found), else config.yaml's data_dir; '' when neither says."""
-    run_dir = Path(run_dir)
-    try:
-        identity = _read_json(run_dir / "data_identity.json")
-        if isinstance(identity, dict) and identity.get("root"):
-            return str(identity["root"])
-    except (OSError, ValueError):
-        pass
-    config = _read_config(run_dir) if config is None else config
-    return str(config.get("data_dir") or "")
+run_data_root = rf.data_root
 
 
 def _ci_columns(test: dict, run_dir: Path | None = None) -> dict[str, Any]:
-    """``<metric>_ci_low/high`` for the Table II metrics: from metrics.json's ci95, and where it
-    lacks one, recomputed from the run's ``predictions_test.csv`` with the run's own bootstrap
+    """``<metric>_ci_low/high`` for the Table II metrics: from the run's recorded ci95, and where
+    it lacks one, recomputed from the run's test predictions with the run's own bootstrap
     settings (the same resamples, so the bounds ci95 would have recorded)."""
     ci = dict(test.get("ci95") or {})
     missing = [k for k in CI_KEYS.values() if k not in ci]
@@ -273,14 +209,10 @@ def _split_value(metrics: dict, split: str, key: str) -> float:
     return float(value) if value is not None else math.nan
 
 
-def run_row(run_dir: str | Path) -> dict[str, Any]:
+def run_row(run: str | Path | rf.Run) -> dict[str, Any]:
     """One collect_runs row; an unfinished run gets NaN numbers and a reason in ``detail``."""
-    run_dir = Path(run_dir)
-    status, detail = run_status(run_dir)
-    try:
-        config = _read_config(run_dir)
-    except (OSError, yaml.YAMLError) as e:
-        config, detail = {}, (detail + "; " if detail else "") + f"config.yaml unreadable: {e}"
+    run = run if isinstance(run, rf.Run) else rf.load(run)
+    run_dir, status, detail, config = run.path, run.status, run.detail, run.config
     row: dict[str, Any] = dict.fromkeys(RUN_COLUMNS, math.nan)
     data_root = run_data_root(run_dir, config)
     row.update(_identity(run_dir, config), status=status, detail=detail,
@@ -290,7 +222,7 @@ def run_row(run_dir: str | Path) -> dict[str, Any]:
                path=str(run_dir))
     if status != STATUS_COMPLETE:
         return row
-    m = _read_json(run_dir / "metrics.json")
+    m = run.metrics
     row.update(_ci_columns(m.get("test") or {}, run_dir))
     row.update(
         train_acc=_split_value(m, "train", "accuracy"), val_acc=_split_value(m, "val", "accuracy"),
@@ -303,13 +235,7 @@ def run_row(run_dir: str | Path) -> dict[str, Any]:
     return row
 
 
-def _is_run_folder(path: Path) -> bool:
-    """A run folder, not a cut search (``search_<method>__<run>``, a folder of candidate runs
-    that evaluation.seed003 reads)."""
-    markers = ("config.yaml", "metrics.json", "history.csv")
-    if path.name.startswith("search_") or (path / "search.csv").exists():
-        return False
-    return path.is_dir() and ("__" in path.name or any((path / f).exists() for f in markers))
+_is_run_folder = rf.is_run_folder
 
 
 def collect_runs(profile_dir: str | Path) -> pd.DataFrame:
@@ -318,15 +244,7 @@ def collect_runs(profile_dir: str | Path) -> pd.DataFrame:
     Unfinished runs are kept as rows with status != 'complete' so a report shows what is missing
     instead of silently dropping it.
     """
-    profile_dir = Path(profile_dir)
-    if not profile_dir.is_dir():
-        raise FileNotFoundError(f"no run folder or profile folder at {profile_dir}")
-    if (profile_dir / "metrics.json").exists() or (profile_dir / "config.yaml").exists():
-        folders = [profile_dir]
-    else:
-        folders = sorted(p for p in profile_dir.iterdir()
-                         if not p.name.startswith(".") and _is_run_folder(p))
-    rows = [run_row(f) for f in folders]
+    rows = [run_row(run) for run in rf.collect(profile_dir)]
     return pd.DataFrame(rows, columns=list(RUN_COLUMNS))
 
 
@@ -438,14 +356,14 @@ def table_ii_intervals(runs: pd.DataFrame, table: pd.DataFrame | None = None,
 
 
 def ci_caption(runs: pd.DataFrame) -> str:
-    """How the intervals were made, read from the runs themselves (metrics.json says)."""
+    """How the intervals were made, read from the runs themselves (their metrics say)."""
     methods = sorted({str(m) for m in runs.get("ci_method", pd.Series(dtype=object)).dropna()})
     if not methods:
-        return "No run carries 95% intervals (metrics.json without test.ci95).\n"
+        return f"No run carries 95% intervals ({rf.METRICS} without test.ci95).\n"
     settings = "; ".join(m.replace("percentile bootstrap, ", "") for m in methods)
     return ("Brackets: the 95% interval of one run's test metric, by a seeded percentile bootstrap "
             f"over the test images ({settings}; a run recorded without one gets it from its "
-            "predictions_test.csv on the same resamples). Train and validation accuracy get "
+            f"{rf.predictions_name('test')} on the same resamples). Train and validation accuracy get "
             "none, and a mean over several seeds shows none (the strategy table has their "
             "spread beside the runs' intervals).\n")
 

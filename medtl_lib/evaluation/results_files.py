@@ -1,6 +1,6 @@
 """The tables behind the results page, as files: for people who continue in pandas or a paper.
 
-* ``results.csv``: one row per run folder of a profile, every test metric metrics.json holds
+* ``results.csv``: one row per run folder of a profile, every test metric the run recorded
   (Table II's, weighted averages, balanced accuracy, AUROC, specificity) with each 95% interval
   of ``test.ci95`` as ``test_<metric>_ci_low`` / ``_ci_high``, plus the run's identity, split
   protocol and data (synthetic or not).
@@ -13,20 +13,30 @@ Why files and not only the page: a table in HTML has to be retyped; a CSV is one
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from .. import run_folder as rf
 from ..utils import atomic_write
-from .report import (CI_BOUNDS, DEFAULT_STRATEGY, METRICS, SOURCES, STATUS_COMPLETE,
-                     collect_runs, dataset_name, table_ii, table_ii_intervals, with_identity)
+from .report import (
+    CI_BOUNDS,
+    DEFAULT_STRATEGY,
+    METRICS,
+    SOURCES,
+    STATUS_COMPLETE,
+    collect_runs,
+    dataset_name,
+    table_ii,
+    table_ii_intervals,
+    with_identity,
+)
 
 RESULTS_CSV = "results.csv"
 TABLE_II_CSV = "table_ii.csv"
-# metrics.json test scalars copied into results.csv (besides Table II's own columns)
+# the runs' recorded test scalars copied into results.csv (besides Table II's own columns)
 TEST_SCALARS: tuple[str, ...] = ("n", "accuracy", "precision_macro", "recall_macro", "f1_macro",
                                  "precision_weighted", "recall_weighted", "f1_weighted",
                                  "balanced_accuracy", "sensitivity_macro", "specificity_macro",
@@ -34,9 +44,9 @@ TEST_SCALARS: tuple[str, ...] = ("n", "accuracy", "precision_macro", "recall_mac
 
 
 def _test_columns(run_dir: Path) -> dict[str, Any]:
-    """Every test scalar and every ci95 entry of a run's metrics.json, flat."""
+    """Every test scalar and every ci95 entry of a run's recorded metrics, flat."""
     try:
-        test = json.loads((run_dir / "metrics.json").read_text()).get("test") or {}
+        test = rf.read_metrics(run_dir).get("test") or {}
     except (OSError, ValueError):
         return {}
     out: dict[str, Any] = {f"test_{k}": test.get(k) for k in TEST_SCALARS}
@@ -53,7 +63,7 @@ def results_table(runs: pd.DataFrame) -> pd.DataFrame:
 
     ``run`` is the run folder's name (the file names no machine path of the runs); the Table II
     columns (train_acc ... f1, fractions) come first with their intervals, then every test
-    scalar and interval of metrics.json."""
+    scalar and interval the run recorded."""
     runs = with_identity(runs)
     rows = []
     for _, row in runs.iterrows():

@@ -23,6 +23,7 @@ from typing import Iterable
 
 import pandas as pd
 
+from .. import run_folder as rf
 from .report import SYNTHETIC_NOTE, dataset_name, split_protocol
 
 RESULTS_HTML = "results.html"
@@ -220,7 +221,7 @@ def _display_path(path: str) -> str:
 
 def _images(run_dir: Path) -> int | None:
     try:
-        return int(json.loads((run_dir / "data_identity.json").read_text())["images"])
+        return int(rf.read_json(run_dir / rf.DATA_IDENTITY)["images"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -254,7 +255,7 @@ def runs_synthetic(runs: pd.DataFrame) -> bool:
 def _finished(runs: pd.DataFrame) -> tuple[str, str] | None:
     times = []
     for p in runs.get("path", []):
-        m = Path(p) / "metrics.json"
+        m = rf.path(p, rf.METRICS)
         if m.is_file():
             times.append(dt.datetime.fromtimestamp(m.stat().st_mtime))
     if not times:

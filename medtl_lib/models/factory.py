@@ -1,85 +1,41 @@
 """The single model factory: a timm backbone with its pooling and a registered head (seed 000:
 global average pooling and one linear layer, Section III.B.a), with pretrained weights from a
-named source. A model is data (:class:`ModelSpec`, saved as a run's ``model.json``), so any run
+named source. A model is data (:class:`ModelSpec`, saved as a run's model spec), so any run
 folder's model can be rebuilt with :func:`load_run_model`."""
 from __future__ import annotations
 
 import copy
-import importlib
-import importlib.util
 import json
-import pkgutil
-import sys
 import warnings
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Callable
 
 import timm
 import torch
 from torch import nn
 
-from ..config import POOLS
+from .. import run_folder as rf
 from ..utils import atomic_torch_save, atomic_write_json, medtl_cache_dir
 from . import weights as W
+
+# heads and poolings are registries of their own (models/heads.py, models/pools.py); the factory
+# needs no RunConfig (config.py asks these registries, so there is no import cycle)
+from .heads import HEADS, Head, HeadBuilder, available_heads, head_class, register_head  # noqa: F401
+
 # the names live apart, without torch or timm, so the CLI answers a typo at once
 from .names import ALIASES, PRESETS, ModelPreset, resolve_model_name  # noqa: F401
-
-
-# Our pool name -> timm's ``global_pool`` creation kwarg. The pooling lives inside the timm backbone
-# (not in a module of ours), so every backbone parameter keeps its ``backbone.*`` key.
-_TIMM_POOL = {"avg": "avg", "token": "token", "flatten": "", "tokens": "", "avg_raw": ""}
-
-
-# --- head registry -------------------------------------------------------------------------------
-# A head builder is ``builder(in_features, num_classes, **head_args) -> nn.Module``; the Classifier
-# stores what it returns as ``self.head`` (state_dict keys ``head.*``). A new head is one new file,
-# ``medtl_lib/models/head_<name>.py``, that decorates its builder with ``@register_head("<name>")``:
-# the factory imports that module the first time the name is asked for, so no list here changes.
-HeadBuilder = Callable[..., nn.Module]
-_HEADS: dict[str, HeadBuilder] = {}
-
-
-def register_head(name: str) -> Callable[[HeadBuilder], HeadBuilder]:
-    """Decorator: make ``builder`` the head called ``name`` (a second, different one is refused)."""
-    def deco(builder: HeadBuilder) -> HeadBuilder:
-        old = _HEADS.get(name)
-        if old is not None and _qualname(old) != _qualname(builder):  # a module reload re-registers
-            raise ValueError(f"head '{name}' is already registered by {_qualname(old)}")
-        _HEADS[name] = builder
-        return builder
-    return deco
-
-
-def _qualname(fn: Callable) -> str:
-    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
-
-
-def available_heads() -> list[str]:
-    """Registered heads plus the ``head_<name>`` modules found beside this file (not yet imported)."""
-    package_path = getattr(sys.modules.get(__package__), "__path__", [str(Path(__file__).parent)])
-    found = {m.name[len("head_"):] for m in pkgutil.iter_modules(package_path)
-             if m.name.startswith("head_")}
-    return sorted(set(_HEADS) | found)
+from .pools import POOLS, Pool  # noqa: F401
 
 
 def head_builder(name: str) -> HeadBuilder:
-    """The builder registered as ``name``, importing ``medtl_lib.models.head_<name>`` if needed."""
-    if name not in _HEADS and name.isidentifier():
-        module = f"{__package__}.head_{name}"
-        if importlib.util.find_spec(module) is not None:
-            importlib.import_module(module)
-    if name not in _HEADS:
-        raise ValueError(f"Unknown head '{name}'. Known heads: {', '.join(available_heads())}. "
-                         f"A new head is a module medtl_lib/models/head_<name>.py whose builder is "
-                         f"decorated with @register_head('<name>').")
-    return _HEADS[name]
+    """``builder(in_features, num_classes, **head_args)`` of the head called ``name``."""
+    return head_class(name).build
 
 
-@register_head("linear")
-def linear_head(in_features: int, num_classes: int) -> nn.Module:
-    """Seed 000's head: one linear layer on the pooled features."""
-    return nn.Linear(in_features, num_classes)
+def _pool_class(pool: str) -> type[Pool]:
+    if pool not in POOLS:
+        raise ValueError(f"Unknown pool '{pool}'; choose one of {', '.join(POOLS.available())}")
+    return POOLS.get(pool)
 
 
 # --- the classifier ------------------------------------------------------------------------------
@@ -113,38 +69,21 @@ class Classifier(nn.Module):
                  head: str = "linear", head_args: dict | None = None,
                  img_size: int | None = None) -> None:
         super().__init__()
-        if pool not in POOLS:
-            raise ValueError(f"Unknown pool '{pool}'; choose one of {', '.join(POOLS)}")
-        build_head = head_builder(head)  # fail before any work on an unknown head
+        pooling = _pool_class(pool)
+        head_cls = head_class(head)  # fail before any work on an unknown head
         self.backbone = backbone
         self.pool = pool
         self.head_name = head
         self.head_args = dict(head_args or {})
         self._num_classes = num_classes
-        if pool == "token":
-            _check_token_backbone(backbone, type(backbone).__name__)
-        extra: dict = {}
-        if pool == "flatten":
-            backbone.register_forward_hook(_flatten_output)
-            self.in_features = _probe_features(backbone, img_size)
-        elif pool == "avg_raw":
-            backbone.forward = backbone.forward_features
-            backbone.register_forward_hook(_mean_of_tokens)
-            self.in_features = _probe_features(backbone, img_size)
-        elif pool == "tokens":
-            if not getattr(build_head, "takes_tokens", False):
-                raise ValueError(f"pool='tokens' gives a (batch, tokens, dim) sequence, which head "
-                                 f"'{head}' does not take; use a token head (head='cdtm')")
-            backbone.forward = backbone.forward_features  # no pooling, no head norm
-            backbone.register_forward_hook(_to_tokens)
-            shape = _probe_shape(backbone, img_size)
-            extra["num_tokens"], self.in_features = shape[1], shape[2]
-        else:
-            self.in_features = _pooled_features(backbone)
-        if getattr(build_head, "takes_tokens", False) and pool != "tokens":
+        if pooling.gives_tokens and not head_cls.takes_tokens:
+            raise ValueError(f"pool={pool!r} gives a (batch, tokens, dim) sequence, which head "
+                             f"'{head}' does not take; use a token head (head='cdtm')")
+        self.in_features, extra = pooling.attach(backbone, img_size)
+        if head_cls.takes_tokens and not pooling.gives_tokens:
             raise ValueError(f"head '{head}' takes a token sequence: build it with pool='tokens'")
         try:
-            self.head = build_head(self.in_features, num_classes, **extra, **self.head_args)
+            self.head = head_cls.build(self.in_features, num_classes, **extra, **self.head_args)
         except TypeError as exc:  # an argument the head does not have
             raise ValueError(f"head '{head}' with head_args {self.head_args}: {exc}") from None
 
@@ -158,73 +97,16 @@ class Classifier(nn.Module):
 
 def backbone_kwargs(timm_name: str, pool: str = "avg", img_size: int | None = None) -> dict:
     """``timm.create_model`` kwargs of a headless backbone whose output a Classifier head takes."""
-    if pool not in POOLS:
-        raise ValueError(f"Unknown pool '{pool}'; choose one of {', '.join(POOLS)}")
-    kwargs: dict = {"num_classes": 0, "global_pool": _TIMM_POOL[pool]}
+    kwargs: dict = {"num_classes": 0, "global_pool": _pool_class(pool).timm_pool}
     if img_size is not None and _fixed_input_size(timm_name):
         kwargs["img_size"] = img_size
     return kwargs
 
 
-def _pooled_features(backbone: nn.Module) -> int:
-    # head_hidden_size: what forward() returns when a model has a pre-logits stage after the pool
-    # (VGG's 4096-d fc1/fc2, MobileNetV3's conv_head); equal to num_features everywhere else.
-    return int(getattr(backbone, "head_hidden_size", None) or backbone.num_features)
-
-
-def _flatten_output(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
-    return output.flatten(1)
-
-
-def _mean_of_tokens(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
-    return _to_tokens(module, args, output).mean(1)
-
-
-def _to_tokens(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
-    """forward_features -> (B, p, d): a CNN map's h*w positions, a ViT's non-prefix tokens."""
-    if output.ndim == 4:
-        return output.flatten(2).transpose(1, 2)
-    return output[:, int(getattr(module, "num_prefix_tokens", 0)):]
-
-
-def _probe_features(backbone: nn.Module, img_size: int | None) -> int:
-    """Flattened output size for one zero image (eval mode: BN statistics stay untouched)."""
-    return _probe_shape(backbone, img_size)[1]
-
-
-def _probe_shape(backbone: nn.Module, img_size: int | None) -> tuple[int, ...]:
-    """The backbone's output shape for one zero image (eval mode: BN statistics untouched)."""
-    if img_size is None:
-        size = (getattr(backbone, "pretrained_cfg", None) or {}).get("input_size")
-        if not size:
-            raise ValueError(f"pool='flatten', 'tokens' and 'avg_raw' need img_size: the head's "
-                             "size depends on it")
-        img_size = int(size[-1])
-    was_training = backbone.training
-    backbone.eval()
-    try:
-        with torch.no_grad():
-            p = next(backbone.parameters(), None)
-            x = torch.zeros(1, 3, img_size, img_size,
-                            device=p.device if p is not None else "cpu")
-            return tuple(int(n) for n in backbone(x).shape)
-    finally:
-        backbone.train(was_training)
-
-
-def _check_token_backbone(backbone: nn.Module, what: str) -> None:
-    if getattr(backbone, "cls_token", None) is None:
-        raise ValueError(f"pool='token' needs a class token, and model '{what}' has none; use "
-                         "pool='avg' (or a ViT with a class token)")
-    if isinstance(getattr(backbone, "global_pool", None), str) and backbone.global_pool != "token":
-        raise ValueError(f"pool='token' needs the backbone built with global_pool='token' "
-                         f"(backbone_kwargs), this one has '{backbone.global_pool}'")
-
-
 # --- the model as data ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ModelSpec:
-    """Everything needed to rebuild a run's model without its training config (saved as model.json).
+    """Everything needed to rebuild a run's model without its training config (saved in the run folder).
 
     ``surgery`` lists structural edits applied after the backbone is built (later: truncate, slim);
     ``img_size`` is the input size the model was built for.
@@ -291,11 +173,10 @@ def build_model(spec: ModelSpec, weights: str = "auto") -> tuple[Classifier, Mod
     if unknown:  # before any weights are fetched
         raise NotImplementedError(f"model surgery {unknown} is not supported by this version of "
                                   f"medtl_lib (known: {', '.join(OPS)})")
-    head_builder(spec.head)
+    head_class(spec.head)
     timm_name, img_size = spec.timm_name, spec.img_size
     kwargs = backbone_kwargs(timm_name, spec.pool, img_size)
-    if spec.pool == "token":
-        _check_token_model(timm_name, kwargs)
+    _pool_class(spec.pool).check_model(timm_name, kwargs)
     own_ckpt = None
     if weights == "none":
         backbone, source = timm.create_model(timm_name, pretrained=False, **kwargs), "none"
@@ -321,46 +202,35 @@ def build_model(spec: ModelSpec, weights: str = "auto") -> tuple[Classifier, Mod
     return model, ModelInfo(spec.name, timm_name, source, data_config, spec)
 
 
-def _check_token_model(timm_name: str, kwargs: dict) -> None:
-    """Refuse pool='token' before any weights are fetched (a bodiless build on the meta device)."""
-    try:
-        with torch.device("meta"):
-            probe = timm.create_model(timm_name, pretrained=False, **kwargs)
-    except Exception as exc:
-        raise ValueError(f"pool='token' is not possible for model '{timm_name}' "
-                         f"({type(exc).__name__}: {exc}); use pool='avg'") from None
-    _check_token_backbone(probe, timm_name)
-
-
 # --- run folders ---------------------------------------------------------------------------------
-MODEL_JSON = "model.json"
+MODEL_JSON = rf.MODEL_SPEC
 
 
 def save_model_spec(spec: ModelSpec, run_dir: str | Path) -> Path:
-    """Write ``run_dir/model.json`` (atomically), so the run's model can be rebuilt from it alone."""
+    """Write the run folder's model spec (atomically), so the run's model can be rebuilt from it alone."""
     return atomic_write_json(Path(run_dir) / MODEL_JSON, spec.to_dict())
 
 
 def load_run_model(run_dir: str | Path, device: str | torch.device = "cpu",
                    ) -> tuple[Classifier, ModelSpec, dict]:
-    """The trained model (theta*, ``best.pt``) of a run folder, in eval mode, with its spec and
-    best.pt's metadata (class_names, epoch, img_size, data_config, ... where present).
+    """The trained model (theta*) of a run folder, in eval mode, with its spec and
+    the checkpoint's metadata (class_names, epoch, img_size, data_config, ... where present).
 
-    The architecture comes from ``model.json``; run folders written before it existed fall back
-    to ``config.yaml`` (model, img_size) and best.pt (timm_name, class_names). Building does not
+    The architecture comes from the model spec; run folders written before it existed fall back
+    to the config (model, img_size) and the checkpoint (timm_name, class_names). Building does not
     disturb the caller's random number stream.
     """
     run = Path(run_dir)
     if not run.is_dir():
         raise FileNotFoundError(f"run folder {run} does not exist")
-    best = run / "best.pt"
+    best = run / rf.BEST
     if not best.is_file():
         have = ", ".join(sorted(p.name for p in run.iterdir())[:8]) or "nothing"
         raise FileNotFoundError(
             f"{best} is missing, so {run} has no trained weights (it holds: {have}). A run writes "
-            f"best.pt after its first complete epoch: finish it (rerun the same `medtl train ... "
+            f"{rf.BEST} after its first complete epoch: finish it (rerun the same `medtl train ... "
             f"--out {run}` command, which resumes) or pass another run folder.")
-    from ..training.checkpoints import load_checkpoint
+    from ..checkpoint_files import load_checkpoint
 
     state = load_checkpoint(best)  # its digest checked: a damaged file is named
     if not isinstance(state, dict) or "model" not in state:
@@ -382,19 +252,14 @@ def load_run_model(run_dir: str | Path, device: str | torch.device = "cpu",
 
 
 def _spec_of_old_run(run: Path, state: dict) -> ModelSpec:
-    """A run folder from before model.json: seed 000's model (avg pool, linear head)."""
-    cfg_file = run / "config.yaml"
-    cfg: dict = {}
-    if cfg_file.is_file():
-        import yaml
-
-        cfg = yaml.safe_load(cfg_file.read_text(encoding="utf-8")) or {}
+    """A run folder from before model specs: seed 000's model (avg pool, linear head)."""
+    cfg = rf.read_config(run)
     name = cfg.get("model") or state.get("timm_name")
     if not name:
         raise FileNotFoundError(
-            f"{run} has neither {MODEL_JSON} nor config.yaml, and best.pt does not record "
-            f"timm_name, so the architecture is unknown. Copy the run's config.yaml (or a "
-            f"model.json written by save_model_spec) into the folder.")
+            f"{run} has neither {MODEL_JSON} nor {rf.CONFIG}, and {rf.BEST} does not record "
+            f"timm_name, so the architecture is unknown. Copy the run's {rf.CONFIG} (or a "
+            f"{MODEL_JSON} written by save_model_spec) into the folder.")
     timm_name = state.get("timm_name") or resolve_model_name(name)[0]
     img_size = cfg.get("img_size") or state.get("img_size")
     if state.get("class_names"):
@@ -402,7 +267,7 @@ def _spec_of_old_run(run: Path, state: dict) -> ModelSpec:
     elif "head.weight" in state["model"]:
         num_classes = int(state["model"]["head.weight"].shape[0])
     else:
-        raise ValueError(f"{run / 'best.pt'} has no class_names and no head.weight: cannot tell "
+        raise ValueError(f"{run / rf.BEST} has no class_names and no head.weight: cannot tell "
                          f"the number of classes; add a {MODEL_JSON}")
     return ModelSpec(str(name), timm_name, num_classes, int(img_size) if img_size else None)
 

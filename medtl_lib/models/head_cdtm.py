@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .factory import register_head
+from ..registry import Arg
+from .heads import HEADS, Head
 
 VARIANTS = ("code", "paper")
 
@@ -99,10 +100,26 @@ class CDTMHead(nn.Module):
         return self.fc(self.cdtm(tokens).mean(1))
 
 
-@register_head("cdtm")
+@HEADS.register
+class CDTMHeadComponent(Head):
+    """The registered head ``cdtm``: the Classifier gives it (B, p, d) tokens and num_tokens."""
+
+    name = "cdtm"
+    description = "seed 002's cross-domain transfer module on the tokens (needs --pool tokens)"
+    takes_tokens = True
+    args = (Arg("centers", "int", 300, "learnable cluster centres n", minimum=1),
+            Arg("variant", "str", "code", "code (the authors' code) | paper (Eq. 1-8)",
+                choices=VARIANTS))
+
+    @classmethod
+    def build(cls, in_features: int, num_classes: int, num_tokens: int = 0, centers: int = 300,
+              variant: str = "code") -> nn.Module:
+        return CDTMHead(in_features, num_classes, num_tokens, centers, variant)
+
+
 def cdtm_head(in_features: int, num_classes: int, num_tokens: int, centers: int = 300,
               variant: str = "code") -> nn.Module:
     return CDTMHead(in_features, num_classes, num_tokens, centers, variant)
 
 
-cdtm_head.takes_tokens = True  # the Classifier gives it (B, p, d) and num_tokens
+cdtm_head.takes_tokens = True

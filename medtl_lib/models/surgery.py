@@ -1,14 +1,33 @@
 """Structural edits of a built backbone, recorded in the model's spec (``ModelSpec.surgery``) so that
 ``load_run_model`` rebuilds exactly the trained network.
 
-One op per function; an op is a dict ``{"op": name, ...arguments}``. Later ops (seed 003's truncation
-and slimming) are new entries of :data:`OPS`.
+One op per function; an op is a dict ``{"op": name, ...arguments}``. Each op is a class registered
+in :data:`OPS` (``@OPS.register``: ``name``, ``args``, ``apply(backbone, **arguments)``), so a new
+op is one new class (here or in a plugin).
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any
 
 from torch import nn
+
+from ..registry import Arg, Registry
+
+OPS: Registry["SurgeryOp"] = Registry("surgery", "structural edits of the backbone, recorded in "
+                                      "model spec (a strategy's surgery())",
+                                      lazy=(__package__, "surgery_"))
+
+
+class SurgeryOp:
+    """Base class of a surgery op: ``apply(backbone, **arguments)`` -> the edited backbone."""
+
+    name = "op"
+    description = ""
+    args: tuple[Arg, ...] = ()
+
+    @staticmethod
+    def apply(backbone: nn.Module, **kwargs: Any) -> nn.Module:
+        raise NotImplementedError
 
 
 def drop_pre_logits(backbone: nn.Module) -> nn.Module:
@@ -128,8 +147,28 @@ def slim(backbone: nn.Module, slim_from: str) -> nn.Module:
     return new
 
 
-OPS: dict[str, Callable[..., nn.Module]] = {"drop_pre_logits": drop_pre_logits,
-                                            "truncate": truncate, "slim": slim}
+@OPS.register
+class DropPreLogits(SurgeryOp):
+    name = "drop_pre_logits"
+    description = "VGG without fc6/fc7 (Keras include_top=False; seed 004)"
+    apply = staticmethod(drop_pre_logits)
+
+
+@OPS.register
+class Truncate(SurgeryOp):
+    name = "truncate"
+    description = "delete everything above a cut point (seed 003's TTL)"
+    args = (Arg("cut", "str", "", "the last kept module in timm naming, e.g. layer3 or layer3.1"),)
+    apply = staticmethod(truncate)
+
+
+@OPS.register
+class Slim(SurgeryOp):
+    name = "slim"
+    description = "half-width, re-initialised ResNet stages from slim_from up (TransFusion)"
+    args = (Arg("slim_from", "str", "layer3", "the first slimmed stage",
+                choices=("layer1", "layer2", "layer3", "layer4")),)
+    apply = staticmethod(slim)
 
 
 def apply_surgery(backbone: nn.Module, ops: list[dict]) -> nn.Module:
@@ -139,5 +178,5 @@ def apply_surgery(backbone: nn.Module, ops: list[dict]) -> nn.Module:
         if name not in OPS:
             raise NotImplementedError(f"model surgery '{name}' is not supported by this version "
                                       f"of medtl_lib (known: {', '.join(OPS)})")
-        backbone = OPS[name](backbone, **{k: v for k, v in op.items() if k != "op"})
+        backbone = OPS[name].apply(backbone, **{k: v for k, v in op.items() if k != "op"})
     return backbone

@@ -9,23 +9,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import yaml
+
+from .. import run_folder as rf
 
 
 def sample_images(run_dir: str | Path, per_class: int = 4, split: str = "test"
                   ) -> tuple[torch.Tensor, np.ndarray, list[str], list[str]]:
     """``per_class`` images of each class from a run's split, through timm's eval transform for
     its model: (batch, labels, class names, relative paths)."""
+    from ..data.catalogue import get_spec
     from ..data.images import load_rgb
     from ..data.loaders import build_transforms
-    from ..data.registry import get_spec
     from ..models.factory import load_run_model
 
     run = Path(run_dir)
     _, _, meta = load_run_model(run)
-    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg = rf.read_config(run)
     root = get_spec(cfg["dataset"]).find(cfg.get("data_dir"))
-    frame = pd.read_csv(run / "split.csv")
+    frame = rf.read_split(run)
     frame = frame[frame["split"] == split]
     picked = frame.groupby("label", group_keys=False).head(per_class).sort_values("label")
     _, eval_tf = build_transforms({k: tuple(v) if isinstance(v, list) else v

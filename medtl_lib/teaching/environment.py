@@ -69,7 +69,7 @@ def environment_report() -> dict:
 
 def dataset_locations(datasets: list[str], data_dirs: dict[str, str] | None = None) -> pd.DataFrame:
     """Where each dataset was found, or the first lines of how to get it."""
-    from ..data.registry import get_spec
+    from ..data.catalogue import get_spec
 
     rows = []
     for name in datasets:

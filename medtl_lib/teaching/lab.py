@@ -11,7 +11,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..data.registry import DatasetNotFoundError, get_spec
+from .. import run_folder as rf
+from ..data.catalogue import DatasetNotFoundError, get_spec
 from ..evaluation.report import SYNTHETIC_NOTE  # one wording everywhere  # noqa: F401
 from ..paths import in_repo
 
@@ -49,7 +50,7 @@ def lab_data(dataset: str, data_dir: str | os.PathLike | None = None,
     except DatasetNotFoundError:
         if data_dir or not fallback:
             raise
-    from ..profiles import ensure_standin
+    from ..data.standin import ensure_standin
 
     return LabData(spec.locate(ensure_standin(dataset, standin_dir(dataset))), True)
 
@@ -63,22 +64,19 @@ def is_synthetic(root: str | os.PathLike) -> bool:
 
 def newest_run(runs_root: str | os.PathLike) -> Path:
     """The most recently finished run folder under `runs_root`, for notebooks opened without one."""
-    from ..evaluation.report import STATUS_COMPLETE, run_status
-
-    finished = [m for m in Path(runs_root).glob("**/metrics.json")
-                if run_status(m.parent)[0] == STATUS_COMPLETE]
+    finished = rf.finished_runs(runs_root)
     if not finished:
         raise FileNotFoundError(
             f"no finished run under {runs_root}: train one with notebook 03 (about 5 minutes with its "
             "defaults) or `bash run_all.sh`, or set run_dir to a run folder")
-    return max(finished, key=lambda p: p.stat().st_mtime).parent
+    return max(finished, key=lambda run: rf.path(run, rf.METRICS).stat().st_mtime)
 
 
 def run_is_synthetic(run_dir: str | os.PathLike) -> bool:
     """Whether a run trained on a stand-in; False when its data cannot be found any more."""
     from ..config import RunConfig
 
-    cfg = RunConfig.load(Path(run_dir) / "config.yaml")
+    cfg = RunConfig.load(rf.path(run_dir, rf.CONFIG))
     try:
         root = get_spec(cfg.dataset).find(cfg.data_dir)
     except (FileNotFoundError, ValueError):

@@ -5,7 +5,6 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from ..data.images import is_image_file, load_rgb
 
@@ -28,14 +27,3 @@ def plant_duplicates(src: str | Path, dst: str | Path, fraction: float = 0.3, se
         copy = img.resize((max(1, w * 3 // 4), max(1, h * 3 // 4))).resize((w, h))
         copy.save(p.with_name(f"{p.stem}_copy.jpg"), quality=85)
     return dst
-
-
-def leaked_test_images(split: pd.DataFrame, duplicates: pd.DataFrame) -> int:
-    """Test images whose duplicate group also has a member in train or val: the leak.
-
-    ``split``: a run's split.csv (path, split); ``duplicates``: the audit's (group, path).
-    """
-    group_of = dict(zip(duplicates["path"].astype(str), duplicates["group"].astype(str)))
-    g = split["path"].astype(str).map(lambda p: group_of.get(p, "file:" + p))
-    outside = set(g[split["split"].isin(["train", "val"])])
-    return int((split["split"].eq("test") & g.isin(outside)).sum())

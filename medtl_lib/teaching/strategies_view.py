@@ -2,8 +2,8 @@
 Auto-RGN puts its learning rate, and how far each strategy moves the pretrained weights.
 
 Everything here either runs a strategy's own hooks on a model (no data, no training: the plan is
-the code's, not a description of it) or reads what a finished run wrote (``history.csv``,
-``best.pt``), so the pictures cannot drift from what the trainer does.
+the code's, not a description of it) or reads what a finished run wrote (its history and
+theta*), so the pictures cannot drift from what the trainer does.
 """
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def plot_trainable_grids(grids: Mapping[str, pd.DataFrame], ncols: int = 4):
 
 
 def rgn_weights(history: pd.DataFrame) -> pd.DataFrame:
-    """Auto-RGN's mean weight per block (rows) and epoch (columns) from ``history.csv``'s
+    """Auto-RGN's mean weight per block (rows) and epoch (columns) from a run history's
     ``rgn_groups`` column (``"stem=0.31 stage1=0.8 ..."``)."""
     if "rgn_groups" not in history:
         raise ValueError("this history has no 'rgn_groups' column: it is not an auto_rgn run")
@@ -111,21 +111,18 @@ def weight_movement(run_dir: str | Path, weights: str | None = None) -> pd.DataF
     """How far training moved each backbone block from its pretrained weights.
 
     Columns: ``distance`` ||theta* - theta^0|| and ``relative`` (the same over ||theta^0||), one
-    row per block. theta* is the run's ``best.pt``; theta^0 the same architecture built again with
+    row per block. theta* is the run's trained model; theta^0 the same architecture built again with
     the run's pretrained weights (``weights``: default the run's own ``weights`` setting). The
     head is left out: it starts random, so it has no pretrained weights to move away from. The
     root of the summed squared distances is the ``sp_distance`` that L2-SP / L1-SP runs log.
     """
-    import yaml
-
+    from .. import run_folder as rf
     from ..models.factory import build_model, load_run_model
 
     run = Path(run_dir)
     tuned, spec, _ = load_run_model(run)
     if weights is None:
-        cfg_file = run / "config.yaml"
-        cfg = yaml.safe_load(cfg_file.read_text()) if cfg_file.is_file() else {}
-        weights = (cfg or {}).get("weights", "auto")
+        weights = rf.read_config(run).get("weights", "auto")
     if weights == "none":
         raise ValueError(f"{run} trained from random weights (weights: none): there is no "
                          "pretrained theta^0 to measure the movement from")

@@ -4,7 +4,7 @@ Notebook 02 teaches the algorithm by stepping through its decisions one epoch at
 here is pure (numpy/pandas, no torch, no plotting) so that the same tables can be checked by tests,
 printed headless under papermill, or drawn by :mod:`medtl_lib.teaching.walkthrough_view`.
 
-Epochs are 1-based, as in ``history.csv``. Columns ``lr`` is the learning rate *used during* that
+Epochs are 1-based, as in a run's history. Columns ``lr`` is the learning rate *used during* that
 epoch and ``lr_next`` the one the next epoch will use (after the decision's cut, if any).
 
 Two schedules are replayed on the same curves:
@@ -19,7 +19,8 @@ Two schedules are replayed on the same curves:
   show that the two agree.
 
 Three sentences of the paper allow two readings, and the authors' code departs from the text in a
-fourth rule (see :class:`~medtl_lib.training.dual_monitor.Readings`). :func:`replay` takes ``readings=`` to replay a curve under the other one,
+fourth rule (see :class:`~medtl_lib.training.dual_monitor.Readings`). :func:`replay` takes
+``readings=`` to replay a curve under the other one,
 :func:`replay_readings` replays all of them, and :func:`reading_differences` lists the epochs whose
 decisions differ, so the notebook can *show* what each reading changes instead of asserting one.
 """
@@ -34,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from medtl_lib import run_folder as rf
 from medtl_lib.paths import in_repo
 from medtl_lib.training.dual_monitor import (
     PHASE_TRAIN_ACC,
@@ -321,7 +323,7 @@ def from_history(
 ) -> tuple[list[float], list[float]]:
     """(train_acc, val_loss) of a recorded run, for :func:`replay`.
 
-    Accepts the ``history.csv`` written by the trainer, the run folder holding it, or the frame.
+    Accepts the history CSV written by the trainer, the run folder holding it, or the frame.
     A resumed run may repeat an epoch; the last record of each epoch wins.
     """
     if isinstance(history, pd.DataFrame):
@@ -329,10 +331,10 @@ def from_history(
     else:
         path = Path(history)
         if path.is_dir():
-            path = path / "history.csv"
+            path = path / rf.HISTORY
         if not path.is_file():
-            raise FileNotFoundError(f"no history.csv at {path} (give a run folder or its CSV)")
-        frame = pd.read_csv(path)
+            raise FileNotFoundError(f"no {rf.HISTORY} at {path} (give a run folder or its CSV)")
+        frame = rf.read_csv(path)
     missing = {"train_acc", "val_loss"} - set(frame.columns)
     if missing:
         raise ValueError(f"history lacks columns {sorted(missing)}")
@@ -527,9 +529,9 @@ def plateau_lrs_torch(val_loss: Sequence[float], patience: int = 2, factor: floa
 # ----------------------------------------------------------------------------- recorded runs
 
 def recorded_runs(root: str | os.PathLike = "runs", dual_monitor_only: bool = False) -> list[Path]:
-    """Run folders under ``root`` (relative: the repository's ``runs/``) that hold a history.csv.
+    """Run folders under ``root`` (relative: the repository's ``runs/``) that hold a history.
 
-    Runs trained with the dual monitor (a ``phase`` column in history.csv) come first, since only
+    Runs trained with the dual monitor (a ``phase`` column in their history) come first, since only
     their decisions can be checked against a replay; ``dual_monitor_only`` drops the others. Within
     each group the smoke profile's runs come first, then by path. Looks one and two levels deep
     (``runs/<run>`` and ``runs/<profile>/<run>``).
@@ -537,9 +539,8 @@ def recorded_runs(root: str | os.PathLike = "runs", dual_monitor_only: bool = Fa
     base = in_repo(root)
     if not base.is_dir():
         return []
-    found = {p.parent for pattern in ("*/history.csv", "*/*/history.csv")
-             for p in base.glob(pattern)}
-    dual = {run: "phase" in _header(run / "history.csv") for run in found}
+    found = {p.parent for pattern in ("*", "*/*") for p in base.glob(f"{pattern}/{rf.HISTORY}")}
+    dual = {run: "phase" in _header(rf.path(run, rf.HISTORY)) for run in found}
     runs = [run for run in found if dual[run] or not dual_monitor_only]
     return sorted(runs, key=lambda run: (not dual[run], run.parent.name != "smoke", str(run)))
 
@@ -555,7 +556,7 @@ def _header(path: Path) -> list[str]:
 def schedule_history(train_acc: Sequence[float], val_loss: Sequence[float],
                      threshold: float = 0.9, patience: int = 2, stop_patience: int = 2,
                      factor: float = 0.5, lr: float = 1e-3) -> pd.DataFrame:
-    """The history.csv columns the trainer would log for these curves, written by the trainer's
+    """The history columns the trainer would log for these curves, written by the trainer's
     own :class:`~medtl_lib.training.schedules.DualMonitorSchedule` (not by :func:`replay`).
 
     The stand-in for a recorded run when none exists: :func:`check_history` can then compare two
@@ -587,11 +588,11 @@ def check_history(run: str | os.PathLike | pd.DataFrame, **params: float
                   ) -> tuple[pd.DataFrame, str]:
     """Replay a recorded run and put its logged decisions beside the replay's.
 
-    ``run``: a run folder, its history.csv, or a history frame (settings in ``frame.attrs
+    ``run``: a run folder, its history CSV, or a history frame (settings in ``frame.attrs
     ["config"]``, as :func:`schedule_history` writes them). Returns (table, verdict): per epoch the
     recorded and the replayed ``phase``, ``c``, ``s``, ``lr``, ``save_best``, ``stop`` and whether
     they all agree; the verdict is one sentence. T, p, P, phi and lr come from the run's
-    ``config.yaml`` unless ``params`` override them. A run that did not use the dual monitor (no
+    saved config unless ``params`` override them. A run that did not use the dual monitor (no
     ``phase`` column) is replayed too, and the verdict says there is nothing to check it against.
     A run trained with ``select_by="val_loss"`` is replayed under the k* = argmin reading, which is
     what that setting does. Columns: ``<name> (logged)`` and ``<name> (replay)``.
@@ -602,7 +603,7 @@ def check_history(run: str | os.PathLike | pd.DataFrame, **params: float
     else:
         path = in_repo(run)
         folder = path if path.is_dir() else path.parent
-        hist = pd.read_csv(folder / "history.csv" if path.is_dir() else path)
+        hist = rf.read_csv(rf.path(folder, rf.HISTORY) if path.is_dir() else path)
         cfg, name = _run_config(folder), folder.name
     if "epoch" in hist.columns:
         hist = hist.drop_duplicates("epoch", keep="last").sort_values("epoch")
@@ -649,7 +650,7 @@ SETTINGS = ("threshold", "patience", "stop_patience", "factor", "lr")
 
 
 def run_settings(run_dir: str | os.PathLike) -> dict[str, float]:
-    """T, p, P, phi and lr a recorded run was trained with (from its config.yaml; {} if none), so
+    """T, p, P, phi and lr a recorded run was trained with (from its saved config; {} if none), so
     a notebook can warn when it replays the run with other settings than the trainer used."""
     run = in_repo(run_dir)
     cfg = _run_config(run if run.is_dir() else run.parent)
@@ -680,10 +681,4 @@ def _is_standin(data_dir: str) -> bool:
 
 
 def _run_config(run: Path) -> dict:
-    path = run / "config.yaml"
-    if not path.is_file():
-        return {}
-    import yaml
-
-    data = yaml.safe_load(path.read_text()) or {}
-    return data if isinstance(data, dict) else {}
+    return rf.read_config(run)

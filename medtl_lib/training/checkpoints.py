@@ -1,105 +1,65 @@
-"""Checkpoints that are verified before they are trusted.
+"""Resuming a run from its checkpoints (the verified file I/O is :mod:`medtl_lib.checkpoint_files`).
 
-Every checkpoint a run writes (``last.pt``, ``best.pt``, ``best_<stage>.pt``) gets its SHA-256
-recorded in the run folder's ``checkpoints.json``; loading one checks it, so a file cut short by
-a full disk or a copy, or damaged later, is named instead of surfacing as a raw zip-reader error
-(or, for a finished run's ``best.pt``, not at all). ``last.pt`` is kept one generation back
-(``last.prev.pt``): a damaged ``last.pt`` resumes from the epoch before it.
-
-The record is written *before* the file is renamed into place and lists the new and the previous
-digest of each name, so a kill between any two steps leaves a file whose digest is on record.
+:func:`load_resume_state` also reads the single-stage checkpoints of a MedTL from before stages,
+so a seed-000 run interrupted then resumes where it stopped.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import os
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..utils import atomic_write, atomic_write_json
-
-RECORD = "checkpoints.json"
-PREVIOUS = {"last.pt": "last.prev.pt"}  # names kept one generation back
+from .. import run_folder as rf
+from ..checkpoint_files import PREVIOUS, CorruptCheckpointError, load_checkpoint
 
 
-class CorruptCheckpointError(ValueError):
-    """A checkpoint file does not match its recorded digest or cannot be read."""
-
-
-class CheckpointWriteError(OSError):
-    """A checkpoint could not be written (a full disk, a file-size limit, a read-only folder)."""
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def recorded(folder: Path) -> dict[str, list[str]]:
-    try:
-        data = json.loads((folder / RECORD).read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def save_checkpoint(path: str | os.PathLike, obj: Any) -> Path:
-    """torch.save ``obj`` atomically with its digest on record; ``last.pt``'s previous version
-    becomes ``last.prev.pt``."""
-    import torch
-
-    path = Path(path)
-
-    def write(tmp: Path) -> None:
+def load_resume_state(ckpt_dir: Path, stages: Sequence[Any]) -> dict | None:
+    """The newest intact resume checkpoint of a run folder, in today's (staged) form: the last
+    one, else the one before it (a damaged or missing one costs one epoch, not the run); None
+    when there is none. ``stages``: the strategy's stages (``name``, ``epochs``), to check where
+    the checkpoint stopped and to place an old one."""
+    last = ckpt_dir / rf.LAST
+    damaged: list[str] = []
+    state = None
+    for path in (last, ckpt_dir / PREVIOUS[rf.LAST]):
+        if not path.is_file():
+            continue
         try:
-            torch.save(obj, tmp)
-        except (RuntimeError, OSError) as exc:  # torch reports a full disk as a RuntimeError
-            raise CheckpointWriteError(
-                f"{path} could not be written ({' '.join(str(exc).split())[:160]}): is the disk "
-                "full? The previous checkpoint is kept; free space and rerun the same command to "
-                "resume") from None
-        digest = sha256(tmp)
-        record = recorded(path.parent)
-        previous = PREVIOUS.get(path.name)
-        if previous and path.is_file():  # the file moved there is one of these two
-            record[previous] = record.get(path.name, [])
-        record[path.name] = [digest] + record.get(path.name, [])[:1]
-        atomic_write_json(path.parent / RECORD, record)
-        if previous and path.is_file():
-            os.replace(path, path.parent / previous)
-
-    return atomic_write(path, write)
-
-
-def load_checkpoint(path: str | os.PathLike) -> dict:
-    """``torch.load`` (weights only, to the CPU) after checking the digest on record. A file
-    written before digests were recorded is loaded as is, its read errors named."""
-    import torch
-
-    path = Path(path)
-    known = recorded(path.parent).get(path.name)
-    if known is not None and sha256(path) not in known:
-        raise CorruptCheckpointError(
-            f"{path} is damaged: its SHA-256 matches none recorded in {path.parent / RECORD} "
-            f"({path.stat().st_size:,} bytes now; cut short by a full disk or a copy?)")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise
-        raise CorruptCheckpointError(f"{path} cannot be read ({' '.join(str(exc).split())[:160]})"
-                                     ) from None
+            state = load_checkpoint(path)
+        except CorruptCheckpointError as exc:
+            damaged.append(str(exc))
+            continue
+        if damaged or path.name != rf.LAST:
+            warnings.warn(f"{'; '.join(damaged) or f'{rf.LAST} is missing'}: resuming from "
+                          f"{path} (after epoch {state.get('epoch')})", stacklevel=3)
+        break
+    if state is None:
+        if damaged:
+            raise CorruptCheckpointError(
+                "; ".join(damaged) + ". No intact checkpoint to resume from: delete "
+                f"{last} (and {rf.LAST_PREVIOUS}) to train this run again from its first epoch")
+        return None
+    if "stage_index" not in state:
+        state = from_single_stage_checkpoint(state, stages, last)
+    if state["stage"] != stages[state["stage_index"]].name:
+        raise ValueError(f"{last} stopped in stage '{state['stage']}', "
+                         "which this strategy does not have at that position")
+    return state
 
 
-def forget(folder: Path, *names: str) -> None:
-    """Delete checkpoints that are no longer needed, with their record."""
-    record = recorded(folder)
-    for name in names:
-        (folder / name).unlink(missing_ok=True)
-        record.pop(name, None)
-    if (folder / RECORD).is_file():
-        atomic_write_json(folder / RECORD, record)
+def from_single_stage_checkpoint(state: dict, stages: Sequence[Any], path: Path) -> dict:
+    """A resume checkpoint of a MedTL before stages (one stage, the dual monitor) in today's
+    form."""
+    if "monitor" not in state or len(stages) != 1:
+        raise ValueError(f"{path} was written by an older MedTL and does "
+                         "not fit this strategy; delete it to restart the run")
+    stage = stages[0]
+    stopped = state["monitor"]["reductions"] >= state["monitor"]["stop_patience"]
+    history = [{"stage": stage.name, **row} for row in state["history"]]
+    return {**state, "stage_index": 0, "stage": stage.name, "stage_epoch": state["epoch"],
+            "stage_done": stopped or state["epoch"] >= stage.epochs, "history": history,
+            "schedule": state["monitor"], "selector": {"best": None, "since_best": 0},
+            "strategy": {},
+            "stages": [{"name": stage.name, "epochs_run": state["epoch"],
+                        "best_epoch": state["best_epoch"], "stopped_early": stopped}]}

@@ -1,5 +1,9 @@
 """Training losses: ``ce`` (seed 000) and ``weighted_ce`` (seed 003: weights 1 / class count,
-divided by their minimum, so the most frequent class weighs 1)."""
+divided by their minimum, so the most frequent class weighs 1).
+
+A loss is a class with ``@LOSSES.register``: ``name``, ``description``, ``args`` and
+``build(train_counts)`` -> the criterion (whose ``weight`` is also used for the validation loss).
+"""
 from __future__ import annotations
 
 from typing import Sequence
@@ -7,7 +11,24 @@ from typing import Sequence
 import torch
 from torch import nn
 
-LOSSES = ("ce", "weighted_ce")
+from ..registry import Arg, Registry
+
+LOSSES: Registry["Loss"] = Registry("loss", "training criterion (--loss)",
+                                     lazy=(__package__, "loss_"))
+
+
+class Loss:
+    """Base class of a loss: ``build`` returns the criterion from the training class counts."""
+
+    name = "loss"
+    description = ""
+    args: tuple[Arg, ...] = ()
+
+    def __init__(self, **args) -> None:
+        self.args = args
+
+    def build(self, train_counts: Sequence[int] | None) -> nn.Module:
+        raise NotImplementedError
 
 
 def class_weights(counts: Sequence[int]) -> torch.Tensor:
@@ -20,12 +41,28 @@ def class_weights(counts: Sequence[int]) -> torch.Tensor:
     return (w / w.min()).float()
 
 
-def build_loss(name: str, train_counts: Sequence[int] | None = None) -> nn.CrossEntropyLoss:
-    """The criterion; its ``weight`` (None for ``ce``) is also used for the validation loss."""
-    if name == "ce":
+@LOSSES.register
+class CrossEntropy(Loss):
+    name = "ce"
+    description = "cross-entropy (seed 000)"
+
+    def build(self, train_counts: Sequence[int] | None) -> nn.Module:
         return nn.CrossEntropyLoss()
-    if name == "weighted_ce":
+
+
+@LOSSES.register
+class WeightedCrossEntropy(Loss):
+    name = "weighted_ce"
+    description = "cross-entropy weighted by 1 / class count over its minimum (seed 003)"
+
+    def build(self, train_counts: Sequence[int] | None) -> nn.Module:
         if train_counts is None:
             raise ValueError("weighted_ce needs the training split's class counts")
         return nn.CrossEntropyLoss(weight=class_weights(train_counts))
-    raise ValueError(f"loss must be one of {list(LOSSES)}, got {name!r}")
+
+
+def build_loss(name: str, train_counts: Sequence[int] | None = None,
+               args: dict | None = None) -> nn.Module:
+    """The criterion; its ``weight`` (None for ``ce``) is also used for the validation loss."""
+    LOSSES.check(name, "loss")
+    return LOSSES.build(name, args).build(train_counts)

@@ -23,7 +23,9 @@ from typing import Any
 from ..registry import Arg, Registry
 from .dual_monitor import DualMonitor
 
-SCHEDULES: Registry["Schedule"] = Registry("schedule")
+SCHEDULES: Registry["Schedule"] = Registry("schedule", "learning-rate schedule (--schedule)",
+                                            flag="--schedule-arg",
+                                            lazy=(__package__, "schedule_"))
 
 
 @dataclass(frozen=True)
@@ -228,8 +230,50 @@ class Exponential(Schedule):
 
 
 # ------------------------------------------------------------------ model selection
-SELECT_BY = {"dual_monitor": None, "val_loss": "min", "val_acc": "max", "val_macro_acc": "max",
-             "val_auroc": "max"}
+SELECT_BY: Registry["SelectionRule"] = Registry(
+    "select_by", "which epoch's weights are kept, theta* (--select-by)",
+    lazy=(__package__, "select_"))
+
+
+class SelectionRule:
+    """A ``select_by`` rule: the :class:`EpochStats` field ``metric`` (default: the name) and
+    ``mode`` 'min' or 'max'; ``mode = None`` leaves theta* to the schedule (the dual monitor)."""
+
+    name = "rule"
+    description = ""
+    args: tuple[Arg, ...] = ()
+    mode: str | None = "max"
+    metric: str | None = None  # None: the name
+
+    @classmethod
+    def value(cls, stats: "EpochStats") -> Any:
+        return getattr(stats, cls.metric or cls.name)
+
+
+@SELECT_BY.register
+class SelectByDualMonitor(SelectionRule):
+    name, mode = "dual_monitor", None
+    description = "the dual monitor's theta* rule (seed 000; needs schedule=dual_monitor)"
+
+
+@SELECT_BY.register
+class SelectByValLoss(SelectionRule):
+    name, mode, description = "val_loss", "min", "lowest validation loss"
+
+
+@SELECT_BY.register
+class SelectByValAcc(SelectionRule):
+    name, mode, description = "val_acc", "max", "highest validation accuracy"
+
+
+@SELECT_BY.register
+class SelectByValMacroAcc(SelectionRule):
+    name, mode, description = "val_macro_acc", "max", "highest validation macro accuracy"
+
+
+@SELECT_BY.register
+class SelectByValAuroc(SelectionRule):
+    name, mode, description = "val_auroc", "max", "highest validation AUROC"
 
 
 #: which of equally good epochs becomes theta*: the first (strictly better only; the kit's) or
@@ -249,8 +293,7 @@ class Selector:
 
     def __init__(self, select_by: str = "dual_monitor", early_stop_patience: int | None = None,
                  ties: str = "first"):
-        if select_by not in SELECT_BY:
-            raise ValueError(f"select_by must be one of {list(SELECT_BY)}, got {select_by!r}")
+        SELECT_BY.check(select_by, "select_by")
         if ties not in SELECT_TIES:
             raise ValueError(f"select_ties must be one of {SELECT_TIES}, got {ties!r}")
         self.select_by, self.patience, self.ties = select_by, early_stop_patience, ties
@@ -259,13 +302,14 @@ class Selector:
 
     def step(self, stats: EpochStats, decision: ScheduleDecision) -> tuple[bool, bool]:
         """(save this epoch as theta*, stop the stage)."""
-        mode = SELECT_BY[self.select_by]
+        rule = SELECT_BY.get(self.select_by)
+        mode = rule.mode
         if mode is None:
             if decision.save_best is None:
                 raise ValueError("select_by='dual_monitor' needs schedule='dual_monitor'")
             save = decision.save_best
         else:
-            value = getattr(stats, self.select_by)
+            value = rule.value(stats)
             if value is None or (isinstance(value, float) and math.isnan(value)):
                 save = False
             elif self.best is None:

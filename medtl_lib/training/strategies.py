@@ -39,7 +39,9 @@ from torch import nn
 
 from ..registry import Arg, Registry
 
-STRATEGIES: Registry["Strategy"] = Registry("strategy")
+STRATEGIES: Registry["Strategy"] = Registry("strategy", "fine-tuning strategy (--strategy)",
+                                              flag="--strategy-arg",
+                                              lazy=(__package__, "strategy_"))
 INIT_FROM = ("previous_best", "previous_last")
 
 
@@ -107,7 +109,7 @@ class Strategy:
     # --------------------------------------------------------------- hooks
     def surgery(self) -> list[dict]:
         """Structural edits this strategy makes to the model before training (models/surgery.py
-        ops, recorded in the run's model.json); most strategies change none."""
+        ops, recorded in the run's model spec); most strategies change none."""
         return []
 
     def setup(self, model: nn.Module) -> None:

@@ -16,8 +16,16 @@ from __future__ import annotations
 from torch import nn
 
 from ..registry import Arg
-from .strategies import (FT_BN, STRATEGIES, LinearProbe, LinearProbeThenFineTune, Stage,
-                         Strategy, head_names, head_of)
+from .strategies import (
+    FT_BN,
+    STRATEGIES,
+    LinearProbe,
+    LinearProbeThenFineTune,
+    Stage,
+    Strategy,
+    head_names,
+    head_of,
+)
 
 
 def _require_token_head(model: nn.Module, strategy: str) -> None:

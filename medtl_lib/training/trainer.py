@@ -2,14 +2,15 @@
 decides the LR and when a stage may end, the selector which epoch is theta*; the loop only
 applies those decisions, saves and resumes.
 
-Every epoch ends with a complete checkpoint (``last.pt``, written atomically) that records the
+Every epoch ends with a complete resume checkpoint (written atomically) that records the
 stage, the epoch within it and the state of optimizer, schedule, selector and strategy, so
 rerunning the same command after a crash continues from the last finished epoch, in whatever
 stage it was. Each epoch reseeds all random number generators from (seed, epoch), so a resumed
 CPU run gives exactly the numbers of an uninterrupted one.
 
-Weights kept on disk: ``best_<stage>.pt`` for every stage but the last (a later stage may start
-from it), ``best.pt`` for the last stage (theta*, restored at the end), ``last.pt`` for resuming.
+Weights kept on disk (names in medtl_lib.run_folder): each stage's best for every stage but the
+last (a later stage may start from it), theta* for the last stage (restored at the end), and the
+resume checkpoint.
 """
 from __future__ import annotations
 
@@ -26,11 +27,14 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from .. import run_folder as rf
+from ..checkpoint_files import load_checkpoint, save_checkpoint
 from ..device import DeviceInfo
 from ..distributed import RANK_SEED_STRIDE, Dist
 from ..faults import point as fault_point
-from ..utils import atomic_write, iterate_with_bar, seed_everything
-from .checkpoints import PREVIOUS, CorruptCheckpointError, load_checkpoint, save_checkpoint
+from ..metrics import auroc
+from ..utils import iterate_with_bar, seed_everything
+from .checkpoints import load_resume_state
 from .optim import build_optimizer
 from .schedules import SCHEDULES, DualMonitorSchedule, EpochStats, Schedule, Selector
 from .strategies import Stage, StageContext, Strategy, count_params
@@ -88,8 +92,11 @@ def schedule_factory(name: str, args: dict | None = None, **run_fields: Any
     return make
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Trainer:
+    """The loop of every run, built from keyword arguments only (a dozen settings by position
+    were easy to misorder)."""
+
     model: nn.Module
     strategy: Strategy
     device: DeviceInfo
@@ -131,7 +138,7 @@ class Trainer:
     # ------------------------------------------------------------------ loop
     def fit(self, train_loader: Iterable | None = None, val_loader: Iterable | None = None,
             seed: int = 0, inputs: Callable[[Stage], StageInputs] | None = None) -> FitResult:
-        """Run every stage (resuming from ``last.pt`` if present) and restore theta*.
+        """Run every stage (resuming from the run folder's checkpoint if present), restore theta*.
 
         ``inputs(stage)`` gives each stage its model and batches; without it every stage runs
         ``self.model`` on ``train_loader`` / ``val_loader``."""
@@ -298,8 +305,8 @@ class Trainer:
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(
                     f"loss became {loss.item()} at epoch {epoch + 1}, batch {i + 1}. The weights "
-                    "of the best epoch (best.pt) and the last complete epoch (last.pt) are kept. "
-                    "Try a lower --lr, or --amp off.")
+                    f"of the best epoch ({rf.BEST}) and the last complete epoch ({rf.LAST}) "
+                    "are kept. Try a lower --lr, or --amp off.")
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             if hook:
@@ -387,7 +394,7 @@ class Trainer:
                         for i, g in enumerate(self.optimizer.param_groups))
 
     def describe_compute(self) -> str:
-        """What the run uses, for the log and metrics.json: precision and memory layout."""
+        """What the run uses, for the log and the run's metrics: precision and memory layout."""
         layout = "on" if self.channels_last else "off"
         return f"{self.device.device.type}, {self.device.precision}, channels_last {layout}"
 
@@ -424,7 +431,7 @@ class Trainer:
 
     def _best_path(self, stage: Stage) -> Path:
         final = stage.name == self.stages[-1].name
-        return self.ckpt_dir / ("best.pt" if final else f"best_{stage.name}.pt")
+        return self.ckpt_dir / (rf.BEST if final else rf.best_stage_name(stage.name))
 
     def _save_best(self, stage: Stage, epoch: int) -> None:
         state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
@@ -470,7 +477,7 @@ class Trainer:
     def _write_last(self, stage_index: int, stage_epoch: int, stage_done: bool,
                     history: list[dict], stages: list[dict], schedule: Schedule,
                     selector: Selector) -> None:
-        save_checkpoint(self.ckpt_dir / "last.pt", {
+        save_checkpoint(self.ckpt_dir / rf.LAST, {
             "stage_index": stage_index,
             "stage": self.stages[stage_index].name,
             "stage_epoch": stage_epoch,
@@ -486,60 +493,20 @@ class Trainer:
             "history": history,
             "stages": stages,
         })
-        frame = self.history_frame(history)
-        atomic_write(self.ckpt_dir / "history.csv", lambda p: frame.to_csv(p, index=False))
+        rf.write_history(self.ckpt_dir, self.history_frame(history))
 
     def _load_last(self) -> dict | None:
-        """The newest intact resume checkpoint: ``last.pt``, else the one before it (a damaged
-        or missing ``last.pt`` costs one epoch, not the run)."""
+        """The newest intact resume checkpoint (training.checkpoints.load_resume_state), its
+        model, scaler and strategy state loaded."""
         if self.ckpt_dir is None:
             return None
-        damaged: list[str] = []
-        state = None
-        for path in (self.ckpt_dir / "last.pt", self.ckpt_dir / PREVIOUS["last.pt"]):
-            if not path.is_file():
-                continue
-            try:
-                state = load_checkpoint(path)
-            except CorruptCheckpointError as exc:
-                damaged.append(str(exc))
-                continue
-            if damaged or path.name != "last.pt":
-                warnings.warn(f"{'; '.join(damaged) or 'last.pt is missing'}: resuming from "
-                              f"{path} (after epoch {state.get('epoch')})", stacklevel=2)
-            break
+        state = load_resume_state(self.ckpt_dir, self.stages)
         if state is None:
-            if damaged:
-                raise CorruptCheckpointError(
-                    "; ".join(damaged) + ". No intact checkpoint to resume from: delete "
-                    f"{self.ckpt_dir / 'last.pt'} (and last.prev.pt) to train this run again "
-                    "from its first epoch")
             return None
-        if "stage_index" not in state:
-            state = self._from_single_stage_checkpoint(state)
-        if state["stage"] != self.stages[state["stage_index"]].name:
-            raise ValueError(f"{self.ckpt_dir / 'last.pt'} stopped in stage '{state['stage']}', "
-                             "which this strategy does not have at that position")
         self.model.load_state_dict(state["model"])
         self.scaler.load_state_dict(state["scaler"])
         self.strategy.load_state_dict(state["strategy"])
         return state
-
-    def _from_single_stage_checkpoint(self, state: dict) -> dict:
-        """A ``last.pt`` of a MedTL before stages (one stage, the dual monitor) in today's form,
-        so a seed-000 run interrupted then resumes where it stopped."""
-        if "monitor" not in state or len(self.stages) != 1:
-            raise ValueError(f"{self.ckpt_dir / 'last.pt'} was written by an older MedTL and does "
-                             "not fit this strategy; delete it to restart the run")
-        stage = self.stages[0]
-        stopped = state["monitor"]["reductions"] >= state["monitor"]["stop_patience"]
-        history = [{"stage": stage.name, **row} for row in state["history"]]
-        return {**state, "stage_index": 0, "stage": stage.name, "stage_epoch": state["epoch"],
-                "stage_done": stopped or state["epoch"] >= stage.epochs, "history": history,
-                "schedule": state["monitor"], "selector": {"best": None, "since_best": 0},
-                "strategy": {},
-                "stages": [{"name": stage.name, "epochs_run": state["epoch"],
-                            "best_epoch": state["best_epoch"], "stopped_early": stopped}]}
 
     def _load_stage_state(self, state: dict, schedule: Schedule, selector: Selector) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
@@ -551,10 +518,8 @@ class Trainer:
 def _macro_acc_auroc(val: EvalResult) -> tuple[float, float | None]:
     from sklearn.metrics import balanced_accuracy_score
 
-    from ..evaluation.metrics import _auroc
-
     macro = float(balanced_accuracy_score(val.labels, val.probs.argmax(1)))
-    return macro, _auroc(val.labels, val.probs, val.probs.shape[1])
+    return macro, auroc(val.labels, val.probs, val.probs.shape[1])
 
 
 def is_convolutional(model: nn.Module) -> bool:

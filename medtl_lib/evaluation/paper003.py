@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .. import run_folder as rf
+
 
 def per_class_auc(labels: np.ndarray, probs: np.ndarray, class_names: list[str]) -> pd.DataFrame:
     """One row per class, one-vs-rest: AUROC, AUPRC as the authors compute it (trapezoidal area
@@ -33,10 +35,9 @@ def per_class_auc(labels: np.ndarray, probs: np.ndarray, class_names: list[str])
 
 
 def run_per_class_auc(run_dir: str | Path, split: str = "test") -> pd.DataFrame:
-    """:func:`per_class_auc` of a run folder's ``predictions_<split>.csv``."""
-    run = Path(run_dir)
-    classes = json.loads((run / "metrics.json").read_text())["class_names"]
-    frame = pd.read_csv(run / f"predictions_{split}.csv")
+    """:func:`per_class_auc` of a run folder's predictions of one split."""
+    classes = rf.class_names(run_dir)
+    frame = rf.read_predictions(run_dir, split)
     return per_class_auc(frame["label"].to_numpy(),
                          frame[[f"prob_{c}" for c in classes]].to_numpy(), classes)
 
@@ -75,7 +76,6 @@ def search_summary(profile_dir: str | Path, n_boot: int = 2000,
     claim "a cut keeps the AUROC at half the parameters" is then tested on a point that the
     validation set chose under that budget, never the test set. A search with no candidate
     inside the budget gives no row. ``only``: one search folder's name (its bootstrap alone)."""
-    import yaml
 
     from ..config import RunConfig
     from ..search_cut import model_params
@@ -83,7 +83,7 @@ def search_summary(profile_dir: str | Path, n_boot: int = 2000,
 
     rows = []
     root = Path(profile_dir)
-    for found in sorted(root.glob(f"{only or 'search_*__*'}/search.json")):
+    for found in sorted(root.glob(f"{only or 'search_*__*'}/{rf.SEARCH_CHOICE}")):
         search = found.parent
         if not search.name.startswith("search_") or "__" not in search.name:
             continue  # not a profile's search (a lab search has no FTL run beside it)
@@ -91,11 +91,13 @@ def search_summary(profile_dir: str | Path, n_boot: int = 2000,
         baseline = root / run
         chosen = json.loads(found.read_text())
         try:
-            ftl = json.loads((baseline / "metrics.json").read_text())
-            cfg = RunConfig.from_dict(yaml.safe_load((baseline / "config.yaml").read_text()))
-        except (OSError, ValueError, yaml.YAMLError):
+            ftl = rf.read_metrics(baseline)
+            if not rf.path(baseline, rf.CONFIG).is_file():
+                continue
+            cfg = RunConfig.from_dict(rf.read_config(baseline))
+        except (OSError, ValueError):
             continue  # the baseline has not finished: nothing to compare with yet
-        table = pd.read_csv(search / "search.csv")
+        table = rf.read_csv(search / rf.SEARCH_TABLE)
         ftl_params = model_params(cfg, len(ftl["class_names"]))
         if max_share is None:
             pick = table[table["chosen"]].iloc[0]
@@ -105,7 +107,7 @@ def search_summary(profile_dir: str | Path, n_boot: int = 2000,
             if within.empty:
                 continue
             pick = within.sort_values(["val_auroc", "params"], ascending=[False, True]).iloc[0]
-            test = json.loads((Path(pick["path"]) / "metrics.json").read_text())["test"]
+            test = rf.read_metrics(pick["path"])["test"]
         path = pick["path"]
         ci = (test.get("ci95") or {}).get("auroc_macro") or {}
         ftl_ci = (ftl["test"].get("ci95") or {}).get("auroc_macro") or {}

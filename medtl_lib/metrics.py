@@ -1,5 +1,6 @@
-"""Metrics computed from saved predictions (probabilities + labels), never from a live model,
-so any metric can be recomputed later without retraining."""
+"""Metrics computed from predictions (probabilities + labels), never from a live model, so any
+metric can be recomputed later without retraining. Bottom layer: the trainer (validation AUROC)
+and a run (its test metrics) use these as much as the reports do."""
 from __future__ import annotations
 
 import numpy as np
@@ -31,7 +32,7 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray,
         # an absent class counts 0, as sklearn's zero_division=0 (so this equals recall_macro)
         out["sensitivity_macro"] = float(np.mean(np.nan_to_num(tp / cm.sum(1))))
         out["specificity_macro"] = float(np.mean(np.nan_to_num(tn / (cm.sum() - cm.sum(1)))))
-    out["auroc_macro"] = _auroc(labels, probs, k)
+    out["auroc_macro"] = auroc(labels, probs, k)
     out["confusion_matrix"] = skm.confusion_matrix(labels, pred, labels=ids).tolist()
     p, r, f, s = skm.precision_recall_fscore_support(labels, pred, labels=ids, zero_division=0)
     out["per_class"] = {c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
@@ -39,7 +40,8 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray,
     return out
 
 
-def _auroc(labels: np.ndarray, probs: np.ndarray, k: int) -> float | None:
+def auroc(labels: np.ndarray, probs: np.ndarray, k: int) -> float | None:
+    """One-vs-rest macro AUROC (binary: of class 1); None where undefined (a class absent)."""
     present = np.unique(labels)
     if present.size < 2:
         return None  # undefined with one class present
@@ -71,7 +73,7 @@ def f1_of_macro_pr(precision_macro: float, recall_macro: float) -> float:
 
     It is not the macro F1 (the mean of the per-class F1s), which is never larger: a class with
     high precision and low recall and another with the reverse average to balanced P and R, whose
-    harmonic mean is high, while each class's own F1 is low. Derived from a run's metrics.json,
-    so it is not stored there."""
+    harmonic mean is high, while each class's own F1 is low. Derived from a run's stored macro
+    precision and recall, so it is not stored itself."""
     p, r = float(precision_macro), float(recall_macro)
     return 0.0 if p + r == 0 else 2 * p * r / (p + r)

@@ -2,14 +2,14 @@
 spec Section 2.6), the kit's runs laid out the same way beside them, and Table VII measured.
 
 Cells are percentages as printed. "F1" in this paper is 2PR / (P + R) of the macro precision and
-recall (:func:`~medtl_lib.evaluation.metrics.f1_of_macro_pr`), so the kit's F1 column is computed
+recall (:func:`~medtl_lib.metrics.f1_of_macro_pr`), so the kit's F1 column is computed
 that way too, from each run's macro P and R.
 """
 from __future__ import annotations
 
 import pandas as pd
 
-from .metrics import f1_of_macro_pr
+from ..metrics import f1_of_macro_pr
 from .report import STATUS_COMPLETE
 
 COLUMNS = ("Pre", "Rec", "Acc", "F1")

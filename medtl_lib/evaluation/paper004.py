@@ -6,13 +6,13 @@ runs cover the five combinations gives these tables; nothing depends on folder n
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
+
+from .. import run_folder as rf
 
 # (pretrained?, strategy) -> the setting's name, in the paper's order
 SETTINGS: dict[tuple[bool, str], str] = {
@@ -39,20 +39,15 @@ def collect(profile_dir: str | Path) -> pd.DataFrame:
     """One row per complete run below ``profile_dir`` with its setting, every test metric and
     its interval (``<metric>``, ``<metric>_low``, ``<metric>_high``)."""
     rows = []
-    for metrics_path in sorted(Path(profile_dir).glob("*/metrics.json")):
-        run = metrics_path.parent
-        try:
-            m = json.loads(metrics_path.read_text())
-            cfg = yaml.safe_load((run / "config.yaml").read_text()) or {}
-        except (OSError, ValueError, yaml.YAMLError):
+    for run in rf.collect(profile_dir):  # the reports' one collector of run folders
+        if not run.complete or run.config_error or not rf.path(run.path, rf.CONFIG).is_file():
             continue
-        if m.get("status") != "complete":
-            continue
+        m, cfg = run.metrics, run.config
         setting = setting_of(cfg.get("weights", "auto"), cfg.get("strategy", "full"))
         if setting is None:
             continue
         row = {"dataset": cfg.get("dataset"), "model": cfg.get("model"), "setting": setting,
-               "seed": cfg.get("seed"), "n_test": (m.get("test") or {}).get("n"), "path": str(run)}
+               "seed": cfg.get("seed"), "n_test": (m.get("test") or {}).get("n"), "path": str(run.path)}
         ci = (m.get("test") or {}).get("ci95") or {}
         for metric in METRIC_LABELS:
             entry = ci.get(metric) or {}

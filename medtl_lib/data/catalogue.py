@@ -1,4 +1,5 @@
-"""The one place where each dataset's layout, classes, source and search paths are known."""
+"""The dataset catalogue (formerly ``data/registry.py``): each dataset's layout, classes, source
+and search paths, as registered :class:`DatasetSpec` entries and :class:`Layout` classes."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,7 +10,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
+from ..registry import Arg, Registry
 from .images import is_image_file
+
+#: every dataset the kit knows (``--dataset``); a new one is ``DATASETS.register(DatasetSpec(...))``
+DATASETS: Registry["DatasetSpec"] = Registry("dataset", "datasets of the catalogue (--dataset)",
+                                                lazy=(__package__, "dataset_"))
+#: how a dataset's files are laid out (``DatasetSpec.layout``); a new layout is one Layout class
+LAYOUTS: Registry["Layout"] = Registry("layout", "dataset folder layouts (DatasetSpec.layout)",
+                                            lazy=(__package__, "layout_"))
 
 SKIP_DIRS = {"__macosx", ".ds_store", ".git", ".ipynb_checkpoints", "@eadir"}
 
@@ -33,7 +42,7 @@ class Record(NamedTuple):
 class DatasetSpec:
     name: str
     title: str
-    layout: str  # "class_folders" | "split_class_folders" | "breakhis" | "ham10000"
+    layout: str  # a registered Layout: class_folders | split_class_folders | breakhis | ham10000
     classes: tuple[str, ...] = ()  # canonical names, in label order; () = discovered
     aliases: dict[str, str] = field(default_factory=dict)  # other folder names -> canonical
     split_folders: tuple[str, ...] = ()  # for split_class_folders, e.g. Training, Testing
@@ -74,6 +83,7 @@ class DatasetSpec:
     skip_folders: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        LAYOUTS.check(self.layout, f"dataset '{self.name}': layout")
         pooled = [src for _, sources in self.merge for src in sources]
         if self.merge and (len(set(pooled)) < len(pooled) or not set(pooled) <= set(self.classes)):
             raise ValueError(f"dataset '{self.name}': merge must pool each of {self.classes} into "
@@ -84,27 +94,7 @@ class DatasetSpec:
         """The folder below which the class folders live, or None if ``path`` is not one."""
         if not path.is_dir():
             return None
-        if self.layout == "breakhis":
-            sub = _child(path, "benign"), _child(path, "malignant")
-            if all(sub):
-                return path
-            for chain in (("breast",), ("histology_slides", "breast"),
-                          ("breakhis_v1", "histology_slides", "breast")):
-                p: Path | None = path
-                for part in chain:
-                    p = _child(p, part) if p else None
-                if p and _child(p, "benign") and _child(p, "malignant"):
-                    return p
-            return None
-        if self.layout == "split_class_folders":
-            return path if all(_child(path, s) for s in self.split_folders) else None
-        if self.layout == "ham10000":
-            return path if _file(path, HAM_METADATA) else None
-        # class_folders: known classes must all be present; generic folder: >= 1 subfolder
-        if self.classes:
-            found = {self._canonical(d.name) for d in _subdirs(path)}
-            return path if set(self.classes) <= found else None
-        return path if _subdirs(path) else None
+        return LAYOUTS.get(self.layout).class_root(self, path)
 
     def locate(self, path: str | os.PathLike) -> Path:
         """Accept the dataset folder itself or an archive that adds one level of nesting."""
@@ -144,36 +134,7 @@ class DatasetSpec:
 
     def _scan_classes(self, root: Path) -> Iterator[Record]:
         """Every image with its source class (before ``merge``)."""
-        if self.layout == "ham10000":
-            yield from _scan_ham10000(root, self.classes)
-            return
-        if self.layout == "breakhis":
-            subtype = self.label_from == "malignant_subtype"
-            for class_dir in (_child(root, "benign"), _child(root, "malignant")):
-                assert class_dir is not None
-                if subtype and class_dir.name.lower() != "malignant":
-                    continue
-                cls = class_dir.name.lower()
-                for f in _walk_images(class_dir):
-                    if not _is_magnification(f, self.magnification):
-                        continue
-                    if subtype:
-                        cls = _breakhis_subtype(f, class_dir)
-                        if cls not in self.classes:
-                            continue
-                    yield Record(f, cls, "", breakhis_patient(f.name) or f.stem)
-            return
-        if self.layout == "split_class_folders":
-            for split in self.split_folders:
-                split_dir = _child(root, split)
-                assert split_dir is not None
-                for class_dir, cls in self._class_dirs(split_dir):
-                    for f in self._subsample(root, _walk_images(class_dir, self.skip_folders)):
-                        yield Record(f, cls, split, self._group(f, f"{split}/{cls}/{f.stem}"))
-            return
-        for class_dir, cls in self._class_dirs(root):
-            for f in self._subsample(root, _walk_images(class_dir, self.skip_folders)):
-                yield Record(f, cls, "", self._group(f, f"{cls}/{f.stem}"))
+        yield from LAYOUTS.get(self.layout).scan(self, root)
 
     def _group(self, f: Path, default: str) -> str:
         m = re.match(self.patient_pattern, f.name) if self.patient_pattern else None
@@ -235,17 +196,7 @@ class DatasetSpec:
         return self.aliases.get(low, folder)
 
     def layout_description(self) -> str:
-        if self.layout == "breakhis":
-            return ("BreaKHis_v1/histology_slides/breast/{benign,malignant}/SOB/<type>/<patient>/"
-                    "400X/*.png (other magnifications are ignored)")
-        if self.layout == "split_class_folders":
-            return f"{{{','.join(self.split_folders)}}}/{{{','.join(self.classes)}}}/<images>"
-        if self.layout == "ham10000":
-            return (f"{HAM_METADATA} (columns lesion_id, image_id, dx) beside the image folders "
-                    "(HAM10000_images_part_1/, _part_2/), each image named <image_id>.jpg")
-        if self.classes:
-            return f"{{{','.join(self.classes)}}}/<images>"
-        return "one subfolder per class, images inside"
+        return LAYOUTS.get(self.layout).describe(self)
 
     # ---------------------------------------------------------------- finding
     def search_paths(self, data_dir: str | os.PathLike | None = None) -> list[Path]:
@@ -294,6 +245,140 @@ class DatasetSpec:
             lines.append(f"Offline stand-in: medtl data synth {self.name} --out data/{self.name}_synth "
                          f"(then --data-dir data/{self.name}_synth)")
         return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- layouts
+class Layout:
+    """Base class of a dataset layout, registered with ``@LAYOUTS.register``: where the class
+    folders sit (``class_root``), every image with its source class (``scan``, before a spec's
+    ``merge``) and a line for error messages (``describe``). Each gets the :class:`DatasetSpec`."""
+
+    name = "layout"
+    description = ""
+    args: tuple[Arg, ...] = ()
+
+    @staticmethod
+    def class_root(spec: DatasetSpec, path: Path) -> Path | None:
+        raise NotImplementedError
+
+    @staticmethod
+    def scan(spec: DatasetSpec, root: Path) -> Iterator[Record]:
+        raise NotImplementedError
+
+    @staticmethod
+    def describe(spec: DatasetSpec) -> str:
+        return ""
+
+
+@LAYOUTS.register
+class ClassFolders(Layout):
+    name = "class_folders"
+    description = "one folder per class, images inside (any depth)"
+
+    @staticmethod
+    def class_root(spec: DatasetSpec, path: Path) -> Path | None:
+        # known classes must all be present; generic folder: >= 1 subfolder
+        if spec.classes:
+            found = {spec._canonical(d.name) for d in _subdirs(path)}
+            return path if set(spec.classes) <= found else None
+        return path if _subdirs(path) else None
+
+    @staticmethod
+    def scan(spec: DatasetSpec, root: Path) -> Iterator[Record]:
+        for class_dir, cls in spec._class_dirs(root):
+            for f in spec._subsample(root, _walk_images(class_dir, spec.skip_folders)):
+                yield Record(f, cls, "", spec._group(f, f"{cls}/{f.stem}"))
+
+    @staticmethod
+    def describe(spec: DatasetSpec) -> str:
+        if spec.classes:
+            return f"{{{','.join(spec.classes)}}}/<images>"
+        return "one subfolder per class, images inside"
+
+
+@LAYOUTS.register
+class SplitClassFolders(Layout):
+    name = "split_class_folders"
+    description = "the dataset's own split folders (Training, Testing), class folders in each"
+
+    @staticmethod
+    def class_root(spec: DatasetSpec, path: Path) -> Path | None:
+        return path if all(_child(path, s) for s in spec.split_folders) else None
+
+    @staticmethod
+    def scan(spec: DatasetSpec, root: Path) -> Iterator[Record]:
+        for split in spec.split_folders:
+            split_dir = _child(root, split)
+            assert split_dir is not None
+            for class_dir, cls in spec._class_dirs(split_dir):
+                for f in spec._subsample(root, _walk_images(class_dir, spec.skip_folders)):
+                    yield Record(f, cls, split, spec._group(f, f"{split}/{cls}/{f.stem}"))
+
+    @staticmethod
+    def describe(spec: DatasetSpec) -> str:
+        return f"{{{','.join(spec.split_folders)}}}/{{{','.join(spec.classes)}}}/<images>"
+
+
+@LAYOUTS.register
+class BreakHis(Layout):
+    name = "breakhis"
+    description = ("BreaKHis: {benign,malignant}/SOB/<type>/<patient>/<magnification>/*.png, "
+                   "patients as groups")
+
+    @staticmethod
+    def class_root(spec: DatasetSpec, path: Path) -> Path | None:
+        sub = _child(path, "benign"), _child(path, "malignant")
+        if all(sub):
+            return path
+        for chain in (("breast",), ("histology_slides", "breast"),
+                      ("breakhis_v1", "histology_slides", "breast")):
+            p: Path | None = path
+            for part in chain:
+                p = _child(p, part) if p else None
+            if p and _child(p, "benign") and _child(p, "malignant"):
+                return p
+        return None
+
+    @staticmethod
+    def scan(spec: DatasetSpec, root: Path) -> Iterator[Record]:
+        subtype = spec.label_from == "malignant_subtype"
+        for class_dir in (_child(root, "benign"), _child(root, "malignant")):
+            assert class_dir is not None
+            if subtype and class_dir.name.lower() != "malignant":
+                continue
+            cls = class_dir.name.lower()
+            for f in _walk_images(class_dir):
+                if not _is_magnification(f, spec.magnification):
+                    continue
+                if subtype:
+                    cls = _breakhis_subtype(f, class_dir)
+                    if cls not in spec.classes:
+                        continue
+                yield Record(f, cls, "", breakhis_patient(f.name) or f.stem)
+
+    @staticmethod
+    def describe(spec: DatasetSpec) -> str:
+        return ("BreaKHis_v1/histology_slides/breast/{benign,malignant}/SOB/<type>/<patient>/"
+                "400X/*.png (other magnifications are ignored)")
+
+
+@LAYOUTS.register
+class HAM10000(Layout):
+    name = "ham10000"
+    description = "HAM10000: a metadata CSV (lesion_id, image_id, dx) beside the image folders"
+
+    @staticmethod
+    def class_root(spec: DatasetSpec, path: Path) -> Path | None:
+        return path if _file(path, HAM_METADATA) else None
+
+    @staticmethod
+    def scan(spec: DatasetSpec, root: Path) -> Iterator[Record]:
+        yield from _scan_ham10000(root, spec.classes)
+
+    @staticmethod
+    def describe(spec: DatasetSpec) -> str:
+        return (f"{HAM_METADATA} (columns lesion_id, image_id, dx) beside the image folders "
+                "(HAM10000_images_part_1/, _part_2/), each image named <image_id>.jpg")
 
 
 _SYNTH_NAMES = {"sarscov2_ct", "breakhis_400x", "brain_tumor_mri"}
@@ -403,7 +488,7 @@ _BREAKHIS_SOURCE = dict(
              "classification, IEEE TBME 63(7), 2016",
 )
 
-DATASETS: dict[str, DatasetSpec] = {
+_BUILTIN: dict[str, DatasetSpec] = {
     "sarscov2_ct": DatasetSpec(
         name="sarscov2_ct",
         title="SARS-CoV-2 CT-scan dataset (Soares et al. 2020)",
@@ -587,6 +672,10 @@ DATASETS: dict[str, DatasetSpec] = {
 }
 
 
+for _spec in _BUILTIN.values():
+    DATASETS.register(_spec)
+
+
 def get_spec(name: str) -> DatasetSpec:
     try:
         return DATASETS[name]
@@ -597,14 +686,14 @@ def get_spec(name: str) -> DatasetSpec:
 
 
 # OCT2017 on a CPU: 2,000 images per class of train (test's 242 per class stay whole).
-DATASETS["oct2017_2k"] = dataclasses.replace(
+DATASETS.register(dataclasses.replace(
     DATASETS["oct2017"], name="oct2017_2k", subsample_per_class=2000, folder="oct2017",
-    title=DATASETS["oct2017"].title + ", at most 2,000 images per class and folder")
+    title=DATASETS["oct2017"].title + ", at most 2,000 images per class and folder"))
 
 
 # Seed 004 asks for a real binary set: tumour (glioma, meningioma, pituitary) vs no tumour, read
 # from the brain MRI download (label 1 = tumour, so a binary AUROC ranks tumour scores).
-DATASETS["brain_tumor_binary"] = dataclasses.replace(
+DATASETS.register(dataclasses.replace(
     DATASETS["brain_tumor_mri"], name="brain_tumor_binary", folder="brain_tumor_mri",
     title="Brain Tumor MRI, tumour vs no tumour (the four folders pooled)", paper_count=None,
-    merge=(("notumor", ("notumor",)), ("tumor", ("glioma", "meningioma", "pituitary"))))
+    merge=(("notumor", ("notumor",)), ("tumor", ("glioma", "meningioma", "pituitary")))))
