@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 # to cross what the change touched: a growing strategy with its stop hold, an -SP penalty,
 # Auto-RGN, CDTM's head, normalisation and augmentation, staged fine-tuning and a seed-004
 # setting. (seed003_cpu's one run shares its name's tail with its cut searches, so --only would
-# run those too: its baseline is seed 004's pretrained_all in all but name.)
+# run those too; its searches are checked by tests/test_seed003.py.)
 CASES = [("seed001_cpu", "*gradual_fl__s684"), ("seed001_cpu", "*l1_sp__s684"),
          ("seed001_cpu", "*auto_rgn__s684"), ("seed002_cpu", "*cdtm_lp__s1"),
          ("seed002_cpu", "*sft__s1"), ("seed004_cpu", "*lite0__pretrained_top__s1")]
