@@ -152,14 +152,24 @@ class Registry(Generic[T]):
             importlib.import_module(module)
         return name in self._items
 
+    def _lazy_modules(self) -> list[str]:
+        """The names ``<name>`` of the modules ``<package>.<prefix><name>`` (``lazy``)."""
+        if self.lazy is None:
+            return []
+        package, prefix = self.lazy
+        mod = sys.modules.get(package) or importlib.import_module(package)
+        return [m.name[len(prefix):] for m in pkgutil.iter_modules(mod.__path__)
+                if m.name.startswith(prefix)]
+
+    def load_all(self) -> None:
+        """Import every ``lazy`` module now: for kinds whose names are not module names (report
+        notebooks, ``10_representations``) or that a module of several components registers."""
+        for name in self._lazy_modules():
+            importlib.import_module(f"{self.lazy[0]}.{self.lazy[1]}{name}")
+
     def available(self) -> list[str]:
         """Registered names plus the lazily registering modules not yet imported."""
-        found: set[str] = set()
-        if self.lazy is not None:
-            package, prefix = self.lazy
-            mod = sys.modules.get(package) or importlib.import_module(package)
-            found = {m.name[len(prefix):] for m in pkgutil.iter_modules(mod.__path__)
-                     if m.name.startswith(prefix)}
+        found = set(self._lazy_modules())
         return list(self._items) + sorted(found - set(self._items))
 
     def names(self) -> list[str]:

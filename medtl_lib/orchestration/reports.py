@@ -36,8 +36,6 @@ and a ``leakage:`` / ``searches:`` section that no listed report uses are errors
 from __future__ import annotations
 
 import fnmatch
-import importlib
-import pkgutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -50,8 +48,9 @@ if TYPE_CHECKING:
 
 #: the report notebooks a profile may list, registered in the order a plan runs them; a new one is
 #: a notebook plus a :class:`Report` class in ``orchestration/report_<name>.py`` (found by that
-#: name, as :func:`_import_report_modules` does) or in a plugin
-REPORTS: Registry["Report"] = Registry("report", "report notebooks a profile lists (reports:)")
+#: name: ``REPORTS.load_all()`` imports them) or in a plugin
+REPORTS: Registry["Report"] = Registry("report", "report notebooks a profile lists (reports:)",
+                                       lazy=(__package__, "report_"))
 RESULTS_PAGE = "05_results"  # every plan ends with it: its HTML export is the results page
 EVERY_PLAN = ("00_setup", "01_data_exploration", "03_train", "04_evaluate")  # not reports
 #: what a report may need of a profile (``Report.requires``), in the words of the error
@@ -231,13 +230,6 @@ class Results(Report):
             "twin_dir": str(root.parent / profile.twin) if profile.twin else ""})
 
 
-def _import_report_modules() -> None:
-    """Reports in their own modules (``orchestration/report_<name>.py``) register on import."""
-    for m in pkgutil.iter_modules([str(Path(__file__).parent)]):
-        if m.name.startswith("report_"):
-            importlib.import_module(f"{__package__}.{m.name}")
-
-
 def report_names() -> list[str]:
     """Every report notebook, in the order a plan runs them."""
     return sorted(REPORTS, key=lambda n: REPORTS.get(n).order)
@@ -317,4 +309,4 @@ def resolve_reports(spec: dict, path: Path, runs: list[RunConfig], strategies: l
     return [n for n in report_names() if n in chosen], paper
 
 
-_import_report_modules()
+REPORTS.load_all()  # orchestration/report_<name>.py (report names are not module names)

@@ -324,17 +324,6 @@ class LinearProbeThenFineTune(Strategy):
                                self.context.criterion if self.context else None)
 
 
-def _import_strategy_modules() -> None:
-    """Strategies in their own modules (``training/strategy_<name>.py``) register on import."""
-    import importlib
-    import pkgutil
-    from pathlib import Path
-
-    for m in pkgutil.iter_modules([str(Path(__file__).parent)]):
-        if m.name.startswith("strategy_"):
-            importlib.import_module(f"{__package__}.{m.name}")
-
-
 def get_strategy(name: str, args: dict | None = None) -> Strategy:
     """A strategy by name with validated arguments (strings from the CLI are typed here)."""
     return STRATEGIES.build(name, args)
@@ -352,4 +341,4 @@ def strategies_table():
     return pd.DataFrame(rows)
 
 
-_import_strategy_modules()
+STRATEGIES.load_all()  # training/strategy_<name>.py: one module may register several (l1_sp, l2_sp)
